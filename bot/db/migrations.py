@@ -1,0 +1,46 @@
+"""Numbered, append-only schema migrations. Never edit one that has shipped: add the next.
+
+Each migration is a function taking a connection; :func:`migrate` runs those not yet
+recorded in the ``migrations`` table, in order, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from bot.db import schema
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+
+def m001_manifest(conn: Connection) -> None:
+    """The ingestion manifest: collections, documents, chunks."""
+    for table in (schema.collections, schema.documents, schema.chunks):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("m001_manifest", m001_manifest),
+]
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Bring the database up to date; returns the names of the migrations applied."""
+    schema.migrations.create(engine, checkfirst=True)
+    with engine.connect() as conn:
+        done = set(conn.execute(select(schema.migrations.c.name)).scalars())
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        with engine.begin() as conn:
+            step(conn)
+            conn.execute(
+                schema.migrations.insert().values(name=name, applied_at=datetime.now(timezone.utc))
+            )
+        applied.append(name)
+    return applied

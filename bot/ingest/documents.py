@@ -1,0 +1,89 @@
+"""What loaders produce and what the chunker turns it into.
+
+A loader turns one file into a :class:`ParsedDocument`: an ordered list of
+:class:`Block` (paragraphs and tables, each under its section path) and/or a
+list of :class:`FaqItem`. The chunker turns that into :class:`Chunk` records,
+the unit that is embedded and stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Table", "Block", "FaqItem", "ParsedDocument", "Chunk", "ChunkKind"]
+
+ChunkKind = Literal["faq", "passage", "table_row"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as parsed: a header row and data rows, all cells as plain text."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph (``text``) or one table (``table``) under a section path.
+
+    ``section_path`` lists the headings above the block, outermost first,
+    not including the document title.
+    """
+
+    section_path: tuple[str, ...] = ()
+    text: str = ""
+    table: Table | None = None
+
+
+@dataclass(frozen=True)
+class FaqItem:
+    """A question with its answer. ``id`` is stable across re-ingestion."""
+
+    id: str
+    question: str
+    answer: str
+    doc: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """A file's content: its title, its blocks in reading order, its FAQ items."""
+
+    title: str
+    blocks: tuple[Block, ...] = ()
+    faq_items: tuple[FaqItem, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable record.
+
+    - ``id``: a UUID string derived from the document id and the chunk's content.
+    - ``item_id``: what evaluation sets and citations name: the FAQ item id, or ``id`` for passages.
+    - ``doc``: the document the chunk belongs to (an FAQ item's ``doc``, else the source path).
+    - ``question``: the question side (FAQ question); empty for passages.
+    - ``text``: the content side as shown to users (answer, paragraph, or one table row with its header).
+    """
+
+    id: str
+    item_id: str
+    doc: str
+    source: str
+    kind: ChunkKind
+    title: str
+    section: str
+    question: str
+    text: str
+    language: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_for_embedding(self) -> str:
+        """The content side as embedded: title and section give the passage its context."""
+        heading = " > ".join(part for part in (self.title, self.section) if part)
+        return f"{heading}\n{self.text}" if heading and self.kind != "faq" else self.text

@@ -1,0 +1,341 @@
+"""Ingestion: files -> chunks -> vectors -> store, incremental and verified.
+
+    report = Ingestor(store, manifest, dense, sparse, settings.ingest, root).run([Path("knowledge")])
+    print(report.summary())
+
+- Unchanged files (same sha256, all chunks still stored) are not even parsed.
+- A changed file is re-chunked; only chunks with new ids (or a changed payload) are embedded,
+  its chunks that disappeared are deleted.
+- A file that is gone from a scanned folder has its chunks deleted.
+- A file that cannot be parsed is reported with its reason; the others go on, and whatever
+  was stored for it before stays.
+- At the end every chunk the manifest lists is looked up in the store; the missing are reported.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from tqdm import tqdm
+
+from bot.config import IngestSettings
+from bot.embed.base import DenseEncoder, SparseEncoder
+from bot.errors import LoaderError
+from bot.ingest.chunking import chunk_document
+from bot.ingest.documents import Chunk
+from bot.ingest.loaders import load_file
+from bot.ingest.manifest import ChunkRecord, Manifest
+from bot.store.base import CollectionSchema, StoredPoint, VectorStore
+
+__all__ = ["Ingestor", "IngestReport", "collection_schema", "chunk_payload"]
+
+KEYWORD_INDEXES = ("doc", "source", "item_id", "language", "kind")
+_VERIFY_BATCH = 1000
+
+
+@dataclass
+class IngestReport:
+    """What a run did, in documents and chunks."""
+
+    documents: Counter = field(default_factory=Counter)
+    chunks: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        """True when every chunk the manifest lists was found in the store."""
+        return not self.missing
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        keys = ("added", "updated", "removed", "unchanged", "failed")
+        lines = [
+            "documents: " + ", ".join(f"{self.documents[k]} {k}" for k in keys),
+            "chunks:    " + ", ".join(f"{self.chunks[k]} {k}" for k in keys),
+            f"embedded {self.embedded} chunks in {self.seconds:.1f} s",
+        ]
+        lines += [f"FAILED {source}: {reason}" for source, reason in self.failures]
+        lines.append(
+            "verified: every chunk is in the store"
+            if self.complete
+            else f"INCOMPLETE: {len(self.missing)} chunks listed in the manifest are not in the store; "
+            "run `bot ingest` again (or `bot ingest --rebuild`)"
+        )
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        """The report as plain data (for ``--json``)."""
+        return {
+            "documents": dict(self.documents),
+            "chunks": dict(self.chunks),
+            "failures": [{"source": s, "reason": r} for s, r in self.failures],
+            "missing": len(self.missing),
+            "embedded": self.embedded,
+            "seconds": round(self.seconds, 3),
+            "complete": self.complete,
+        }
+
+
+def collection_schema(dense: DenseEncoder, sparse: SparseEncoder) -> CollectionSchema:
+    """The four named vectors: question and content side, each dense and sparse."""
+    return CollectionSchema(
+        dense={"question_dense": dense.dim, "content_dense": dense.dim},
+        sparse={"question_sparse": sparse.uses_idf, "content_sparse": sparse.uses_idf},
+        keyword_indexes=KEYWORD_INDEXES,
+    )
+
+
+def chunk_payload(chunk: Chunk) -> dict:
+    """What the store keeps with a chunk's vectors; metadata is nested to keep names apart."""
+    return {
+        "item_id": chunk.item_id,
+        "doc": chunk.doc,
+        "source": chunk.source,
+        "kind": chunk.kind,
+        "title": chunk.title,
+        "section": chunk.section,
+        "question": chunk.question,
+        "text": chunk.text,
+        "language": chunk.language,
+        "metadata": chunk.metadata,
+    }
+
+
+@dataclass
+class _Pending:
+    """A parsed document waiting for its new chunks to be written."""
+
+    source: str
+    sha256: str
+    size: int
+    title: str
+    records: list[ChunkRecord]
+    stale: list[str]
+    status: str
+
+
+class Ingestor:
+    """Brings a collection in line with the files under some paths."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        manifest: Manifest,
+        dense: DenseEncoder,
+        sparse: SparseEncoder,
+        settings: IngestSettings,
+        root: Path,
+    ):
+        self.store, self.manifest = store, manifest
+        self.dense, self.sparse = dense, sparse
+        self.settings, self.root = settings, root
+
+    def prepare(self) -> None:
+        """Create or check the collection and the encoders it was built with."""
+        self.manifest.check_encoders(self.dense.name, self.dense.dim, self.sparse.name)
+        self.store.ensure_collection(collection_schema(self.dense, self.sparse))
+
+    def run(self, paths: Sequence[Path] | None = None, *, progress: bool = True) -> IngestReport:
+        """Ingest ``paths`` (files or folders; default: the configured ones)."""
+        started = time.perf_counter()
+        report = IngestReport()
+        self.prepare()
+        paths = [Path(p) for p in (paths or self.settings.paths)]
+        files = self._scan(paths)
+        known = self.manifest.documents()
+        manifest_chunks = self.manifest.chunks()
+        stored = self._existing(list(manifest_chunks))
+        pending: list[_Pending] = []
+        to_write: list[Chunk] = []
+
+        for path in tqdm(files, desc="parsing", unit="file", disable=not progress):
+            source = self._source(path)
+            data = path.read_bytes() if path.stat().st_size <= self._max_bytes() else None
+            sha = hashlib.sha256(data).hexdigest() if data is not None else ""
+            record = known.get(source)
+            old = self.manifest.chunks(source) if record else {}
+            if record and record.sha256 == sha and set(old) <= stored:
+                report.documents["unchanged"] += 1
+                report.chunks["unchanged"] += len(old)
+                if record.error:
+                    self.manifest.clear_error(source)
+                continue
+            try:
+                chunks = self._chunks(path, source)
+            except LoaderError as exc:
+                report.documents["failed"] += 1
+                report.failures.append((source, exc.reason))
+                self.manifest.record_failure(source, exc.reason)
+                continue
+            records, stale, new = self._diff(chunks, old, stored, report)
+            to_write.extend(new)
+            status = "updated" if record and record.sha256 else "added"
+            pending.append(
+                _Pending(source, sha, len(data), chunks[0].title if chunks else "", records, stale, status)
+            )
+
+        report.embedded = self._write(to_write, progress)
+        for doc in pending:
+            self.store.delete(doc.stale)
+            self.manifest.record_document(
+                doc.source, sha256=doc.sha256, size=doc.size, title=doc.title, chunks=doc.records
+            )
+            report.documents[doc.status] += 1
+        self._remove_deleted(paths, files, known, report)
+        commit = getattr(self.store, "commit", None)
+        if commit:
+            commit()
+        report.missing = self._verify()
+        report.chunks["failed"] = len(report.missing)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def rebuild(self) -> None:
+        """Drop the collection and forget its manifest, so the next run starts afresh."""
+        self.store.drop()
+        self.manifest.reset()
+
+    def _max_bytes(self) -> int:
+        return int(self.settings.max_file_mb * 1024 * 1024)
+
+    def _chunks(self, path: Path, source: str) -> list[Chunk]:
+        document = load_file(path, max_bytes=self._max_bytes())
+        chunks = chunk_document(
+            document,
+            doc_id=source,
+            source=source,
+            count_tokens=self.dense.count_tokens,
+            max_tokens=self.settings.chunk_max_tokens,
+        )
+        if not chunks:
+            raise LoaderError(source, "no text to index after parsing")
+        return chunks
+
+    def _diff(
+        self, chunks: list[Chunk], old: dict[str, ChunkRecord], stored: set[str], report: IngestReport
+    ) -> tuple[list[ChunkRecord], list[str], list[Chunk]]:
+        records, new = [], []
+        for chunk in chunks:
+            digest = _hash(chunk_payload(chunk))
+            records.append(ChunkRecord(chunk.id, chunk.item_id, digest))
+            previous = old.get(chunk.id)
+            if previous is None or chunk.id not in stored:
+                report.chunks["added"] += 1
+                new.append(chunk)
+            elif previous.payload_hash != digest:
+                report.chunks["updated"] += 1
+                new.append(chunk)
+            else:
+                report.chunks["unchanged"] += 1
+        stale = sorted(set(old) - {r.chunk_id for r in records})
+        report.chunks["removed"] += len(stale)
+        return records, stale, new
+
+    def _write(self, chunks: list[Chunk], progress: bool) -> int:
+        size = self.settings.batch_size
+        with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not progress) as bar:
+            for start in range(0, len(chunks), size):
+                batch = chunks[start : start + size]
+                self.store.upsert(self._points(batch))
+                bar.update(len(batch))
+        return len(chunks)
+
+    def _points(self, chunks: list[Chunk]) -> list[StoredPoint]:
+        contents = [c.content_for_embedding for c in chunks]
+        asked = [c for c in chunks if c.question]
+        content_dense = self.dense.embed_batch(contents, is_query=False)
+        content_sparse = self.sparse.encode_batch(contents, is_query=False)
+        questions = [c.question for c in asked]
+        question_dense = dict(zip((c.id for c in asked), self.dense.embed_batch(questions, is_query=True)))
+        question_sparse = dict(
+            zip((c.id for c in asked), self.sparse.encode_batch(questions, is_query=False))
+        )
+        points = []
+        for i, chunk in enumerate(chunks):
+            dense = {"content_dense": content_dense[i].tolist()}
+            sparse = {"content_sparse": content_sparse[i]}
+            if chunk.id in question_dense:
+                dense["question_dense"] = question_dense[chunk.id].tolist()
+                sparse["question_sparse"] = question_sparse[chunk.id]
+            points.append(StoredPoint(chunk.id, dense, sparse, chunk_payload(chunk)))
+        return points
+
+    def _remove_deleted(
+        self, paths: Sequence[Path], files: list[Path], known: dict, report: IngestReport
+    ) -> None:
+        """Forget documents under a scanned folder that are gone (or now excluded)."""
+        present = {self._source(f) for f in files}
+        folders = [p.resolve() for p in paths if p.is_dir()]
+        for source in known:
+            if source in present or not any(_under(self._path_of(source), f) for f in folders):
+                continue
+            gone = list(self.manifest.chunks(source))
+            self.store.delete(gone)
+            self.manifest.remove_document(source)
+            report.documents["removed"] += 1
+            report.chunks["removed"] += len(gone)
+
+    def _verify(self) -> list[str]:
+        expected = list(self.manifest.chunks())
+        return sorted(set(expected) - self._existing(expected))
+
+    def _existing(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), _VERIFY_BATCH):
+            found |= self.store.existing_ids(ids[start : start + _VERIFY_BATCH])
+        return found
+
+    def _scan(self, paths: Iterable[Path]) -> list[Path]:
+        files: list[Path] = []
+        for path in paths:
+            if not path.exists():
+                raise LoaderError(str(path), "no such file or folder")
+            if path.is_file():
+                files.append(path.resolve())
+                continue
+            root = path.resolve()
+            for candidate in sorted(root.rglob("*")):
+                if candidate.is_file() and not self._excluded(candidate, [root]):
+                    files.append(candidate)
+        return files
+
+    def _excluded(self, path: Path, roots: list[Path]) -> bool:
+        for root in roots:
+            if not _under(path, root):
+                continue
+            relative = path.relative_to(root).as_posix()
+            if any(part.startswith(".") for part in Path(relative).parts):
+                return True
+            if any(fnmatch.fnmatch(relative, pattern) for pattern in self.settings.exclude):
+                return True
+        return False
+
+    def _source(self, path: Path) -> str:
+        path = path.resolve()
+        return path.relative_to(self.root).as_posix() if _under(path, self.root) else path.as_posix()
+
+    def _path_of(self, source: str) -> Path:
+        path = Path(source)
+        return path if path.is_absolute() else self.root / path
+
+
+def _under(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def _hash(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

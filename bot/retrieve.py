@@ -1,0 +1,192 @@
+"""Fused retrieval: one prefetch per route, fused inside Qdrant, optionally reranked.
+
+    retriever = Retriever(store, dense, sparse, settings.retrieval)
+    result = retriever.retrieve("退款要多久到账？", filters={"product": "nimbus-note"})
+    result.hits[0].route_scores      # {"content_dense": 0.87, "question_sparse": 7.2, ...}
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from bot.config import ROUTES, RetrievalSettings
+from bot.embed.base import DenseEncoder, SparseEncoder
+from bot.store.base import FilterValue, RouteQuery, ScoredId, VectorStore
+
+__all__ = ["Hit", "Retrieval", "Retriever", "payload_filters", "DENSE_ROUTES"]
+
+DENSE_ROUTES = ("question_dense", "content_dense")
+#: Filter names that are payload fields; any other name is looked up in the item's metadata.
+PAYLOAD_FIELDS = ("doc", "source", "item_id", "language", "kind", "title")
+#: Payload keys kept with each route's own hits, enough to evaluate a route.
+ROUTE_PAYLOAD = ("item_id", "doc")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One fused hit: its rank (1 = best), fused score, each route's raw score, payload."""
+
+    id: str
+    rank: int
+    fused_score: float
+    route_scores: dict[str, float]
+    payload: Mapping[str, Any]
+    rerank_score: float | None = None
+
+    @property
+    def item_id(self) -> str:
+        return self.payload.get("item_id", self.id)
+
+    @property
+    def doc(self) -> str:
+        return self.payload.get("doc", "")
+
+    @property
+    def title(self) -> str:
+        return self.payload.get("title", "")
+
+    @property
+    def text(self) -> str:
+        return self.payload.get("text", "")
+
+    @property
+    def question(self) -> str:
+        return self.payload.get("question", "")
+
+    @property
+    def source(self) -> str:
+        return self.payload.get("source", "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output and traces."""
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "item_id": self.item_id,
+            "doc": self.doc,
+            "fused_score": self.fused_score,
+            "route_scores": self.route_scores,
+            "rerank_score": self.rerank_score,
+            "title": self.title,
+            "section": self.payload.get("section", ""),
+            "question": self.question,
+            "text": self.text,
+            "source": self.source,
+            "metadata": self.payload.get("metadata", {}),
+        }
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """A query's hits (best first) and each route's own ranked list with raw scores."""
+
+    query: str
+    hits: list[Hit]
+    routes: dict[str, list[ScoredId]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best_dense(self) -> float | None:
+        """The best dense similarity any dense route found: the default relevance signal."""
+        tops = [hits[0].score for name, hits in self.routes.items() if name in DENSE_ROUTES and hits]
+        return max(tops) if tops else None
+
+
+def payload_filters(filters: Mapping[str, FilterValue] | None) -> dict[str, FilterValue]:
+    """Map filter names to payload paths: ``product`` -> ``metadata.product``, ``doc`` stays."""
+    return {
+        (name if name in PAYLOAD_FIELDS or "." in name else f"metadata.{name}"): value
+        for name, value in (filters or {}).items()
+        if value not in (None, "", [], ())
+    }
+
+
+class Retriever:
+    """Searches the four routes of a collection and fuses them in Qdrant."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        dense: DenseEncoder,
+        sparse: SparseEncoder,
+        settings: RetrievalSettings,
+        reranker=None,
+        rerank_top_n: int = 20,
+    ):
+        self.store, self.dense, self.sparse = store, dense, sparse
+        self.settings = settings
+        self.reranker, self.rerank_top_n = reranker, rerank_top_n
+
+    def retrieve(
+        self,
+        query: str,
+        filters: Mapping[str, FilterValue] | None = None,
+        top_k: int | None = None,
+        *,
+        fusion: str | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> Retrieval:
+        """The ``top_k`` best hits for ``query``; run-time ``fusion``/``weights`` override the settings."""
+        top_k = top_k or self.settings.top_k
+        weights = {**self.settings.weights, **(weights or {})}
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        routes = self._routes(query, weights)
+        timings["embed"] = time.perf_counter() - started
+        limit = max(top_k, 10, self.rerank_top_n if self.reranker else 0)
+        started = time.perf_counter()
+        result = self.store.search(
+            routes,
+            fusion=fusion or self.settings.fusion,
+            rrf_k=self.settings.rrf_k,
+            limit=limit,
+            candidates=max(self.settings.candidates, limit),
+            filters=payload_filters(filters),
+            route_payload=ROUTE_PAYLOAD,
+        )
+        timings["search"] = time.perf_counter() - started
+        route_scores = {
+            name: {hit.id: hit.score for hit in hits} for name, hits in result.routes.items()
+        }
+        hits = [
+            Hit(
+                id=hit.id,
+                rank=rank,
+                fused_score=hit.score,
+                route_scores={n: s[hit.id] for n, s in route_scores.items() if hit.id in s},
+                payload=hit.payload or {},
+            )
+            for rank, hit in enumerate(result.fused, start=1)
+        ]
+        if self.reranker is not None and hits:
+            started = time.perf_counter()
+            hits = self._rerank(query, hits)
+            timings["rerank"] = time.perf_counter() - started
+        return Retrieval(query=query, hits=hits[:top_k], routes=result.routes, timings=timings)
+
+    def _routes(self, query: str, weights: Mapping[str, float]) -> list[RouteQuery]:
+        active = [route for route in ROUTES if weights.get(route, 0) > 0]
+        routes = []
+        if any(route.endswith("_dense") for route in active):
+            vector = self.dense.embed_query(query).tolist()
+            routes += [RouteQuery(r, vector, weights[r]) for r in active if r.endswith("_dense")]
+        if any(route.endswith("_sparse") for route in active):
+            vector = self.sparse.encode_query(query)
+            if vector:  # a query of stop words only has no lexical route
+                routes += [RouteQuery(r, vector, weights[r]) for r in active if r.endswith("_sparse")]
+        return routes
+
+    def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        head, tail = hits[: self.rerank_top_n], hits[self.rerank_top_n :]
+        scores = self.reranker.score(query, [f"{h.question}\n{h.text}".strip() for h in head])
+        ranked = sorted(zip(head, scores), key=lambda pair: pair[1], reverse=True)
+        reranked = [
+            Hit(h.id, rank, h.fused_score, h.route_scores, h.payload, float(score))
+            for rank, (h, score) in enumerate(ranked, start=1)
+        ]
+        return reranked + [
+            Hit(h.id, len(reranked) + i, h.fused_score, h.route_scores, h.payload)
+            for i, h in enumerate(tail, start=1)
+        ]
