@@ -40,6 +40,9 @@ __all__ = [
 #: The four retrieval routes, each a named vector in the store.
 ROUTES = ("question_dense", "question_sparse", "content_dense", "content_sparse")
 
+#: Route weights measured on Chinese and English FAQ sets (README, "How retrieval works").
+DEFAULT_WEIGHTS = {"question_dense": 4.0, "question_sparse": 0.5, "content_dense": 0.5, "content_sparse": 0.5}
+
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -83,10 +86,8 @@ class RetrievalSettings:
     top_k: int = 5
     candidates: int = 50
     fusion: str = "rrf"  # rrf | dbsf
-    rrf_k: int = 60
-    weights: dict[str, float] = field(
-        default_factory=lambda: {route: 1.0 for route in ROUTES}
-    )
+    rrf_k: int = 2
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,8 +216,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _substitute(value: Any, path: Path) -> Any:
     """Replace ``${VAR}`` in string values (not in comments or keys)."""
     if isinstance(value, str):
-        replaced = _ENV_PATTERN.sub(lambda m: _env_value(m, path), value)
-        return yaml.safe_load(replaced) if replaced != value and replaced else replaced
+        return _ENV_PATTERN.sub(lambda m: _env_value(m, path), value)
     if isinstance(value, dict):
         return {key: _substitute(item, path) for key, item in value.items()}
     if isinstance(value, list):
@@ -237,11 +237,27 @@ def _env_value(match: re.Match[str], path: Path) -> str:
 
 
 def _build(cls: type, values: dict[str, Any], where: str, **converted: Any):
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
+    types = {f.name: f.type for f in fields(cls)}
+    unknown = set(values) - set(types)
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**{**values, **converted})
+        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(types)}")
+    scalars = {name: _coerce(value, types[name], f"{where}.{name}") for name, value in values.items()}
+    return cls(**{**scalars, **converted})
+
+
+def _coerce(value: Any, declared: str, where: str) -> Any:
+    """A string from ``${VAR}`` as the field's declared scalar type (int, float, bool)."""
+    base = str(declared).split("|")[0].strip()
+    if not isinstance(value, str) or base not in ("int", "float", "bool"):
+        return value
+    if base == "bool":
+        if value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.strip().lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    try:
+        return int(value) if base == "int" else float(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where} must be a number, got {value!r}") from exc
 
 
 def _path(value: Any, root: Path) -> Path | None:
@@ -298,7 +314,7 @@ def _embedding(values: dict[str, Any], root: Path) -> EmbeddingSettings:
 
 
 def _retrieval(values: dict[str, Any]) -> RetrievalSettings:
-    weights = {route: 1.0 for route in ROUTES}
+    weights = dict(DEFAULT_WEIGHTS)
     for route, weight in (values.get("weights") or {}).items():
         if route not in ROUTES:
             raise ConfigError(f"bot.yml: retrieval.weights has unknown route {route!r}; routes: {ROUTES}")
@@ -321,10 +337,18 @@ def _decision(values: dict[str, Any]) -> DecisionSettings:
     unknown = set(values) - {"thresholds"} or set(thresholds) - {"dense", "rerank"}
     if unknown:
         raise ConfigError(f"bot.yml: decision: unknown setting(s) {sorted(unknown)}")
-    return DecisionSettings(
-        dense=replace(defaults.dense, **thresholds.get("dense", {})),
-        rerank=replace(defaults.rerank, **thresholds.get("rerank", {})),
-    )
+    levels = {}
+    for signal in ("dense", "rerank"):
+        values = thresholds.get(signal) or {}
+        where = f"bot.yml: decision.thresholds.{signal}"
+        unknown_levels = set(values) - {"answer", "caution", "sources"}
+        if unknown_levels:
+            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown_levels)}")
+        levels[signal] = replace(
+            getattr(defaults, signal),
+            **{name: float(_coerce(value, "float", f"{where}.{name}")) for name, value in values.items()},
+        )
+    return DecisionSettings(**levels)
 
 
 def _store(values: dict[str, Any], root: Path) -> StoreSettings:

@@ -163,6 +163,13 @@ def choose_thresholds(
     """
     if not answerable:
         raise ConfigError("calibration needs answerable questions (queries with expected ids)")
+    for name, rate in (
+        ("answer rate", answer_rate),
+        ("false answer rate", false_answer_rate),
+        ("sources rate", sources_rate),
+    ):
+        if not 0 < rate <= 1:
+            raise ConfigError(f"the {name} must be above 0 and at most 1, got {rate}")
     ranked = sorted(answerable)
     caution = ranked[int(math.floor((1 - answer_rate) * len(ranked)))]
     sources = min(caution, ranked[int(math.floor((1 - sources_rate) * len(ranked)))])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -33,7 +34,6 @@ from bot.errors import ConfigError
 __all__ = ["Lexicon", "LexicalEncoder", "term_id"]
 
 _TOKEN = re.compile(r"[0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", re.IGNORECASE)
-logging.getLogger("jieba").setLevel(logging.WARNING)
 
 
 def term_id(term: str) -> int:
@@ -114,7 +114,10 @@ class LexicalEncoder(SparseEncoder):
         b: float = 0.75,
         avg_doc_tokens: float = 40.0,
     ):
-        import jieba
+        with warnings.catch_warnings():  # jieba imports the deprecated pkg_resources
+            warnings.simplefilter("ignore", UserWarning)
+            import jieba
+        jieba.setLogLevel(logging.WARNING)  # not its dictionary-building chatter
 
         self.lexicon = lexicon or Lexicon()
         self.k1, self.b, self.avg_doc_tokens = k1, b, avg_doc_tokens

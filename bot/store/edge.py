@@ -70,6 +70,7 @@ class EdgeStore(VectorStore):
         try:
             self._shard = qe.EdgeShard.load(str(self.folder), config)
         except Exception as exc:
+            self._shard = self._call("reopen the shard", qe.EdgeShard.load, str(self.folder))
             raise StoreError(
                 f"the collection at {self.folder} was built with other vectors than the "
                 f"configured encoders make ({exc}); rebuild it with `bot ingest --rebuild`"

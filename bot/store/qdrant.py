@@ -98,7 +98,7 @@ class QdrantStore(VectorStore):
             )
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        if not ids:
+        if not ids or not self._client.collection_exists(self.collection):
             return set()
         records = self._call(
             "read points", self._client.retrieve, self.collection, list(ids), with_payload=False

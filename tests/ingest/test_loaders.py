@@ -412,7 +412,7 @@ def test_unknown_suffix(tmp_path):
 def test_file_over_the_size_limit(tmp_path):
     path = tmp_path / "big.txt"
     path.write_bytes(b"a" * (3 * 1024 * 1024 + 200_000))
-    assert reason(path, max_bytes=2 * 1024 * 1024) == "file is 3.2 MB, over the 2 MB limit (ingest.max_file_mb)"
+    assert reason(path, max_bytes=2 * 1024 * 1024) == "file is 3.19 MB, over the 2 MB limit (ingest.max_file_mb)"
 
 
 def test_faq_csv_without_an_answer_column(tmp_path):

@@ -54,7 +54,7 @@ def load_file(path: Path, *, max_bytes: int) -> ParsedDocument:
         if size > max_bytes:
             raise LoaderError(
                 str(path),
-                f"file is {size / _MB:.1f} MB, over the {max_bytes / _MB:g} MB limit (ingest.max_file_mb)",
+                f"file is {size / _MB:.3g} MB, over the {max_bytes / _MB:.3g} MB limit (ingest.max_file_mb)",
             )
         data = path.read_bytes()
     except OSError as exc:
