@@ -171,14 +171,14 @@ def choose_thresholds(
         if not 0 < rate <= 1:
             raise ConfigError(f"the {name} must be above 0 and at most 1, got {rate}")
     ranked = sorted(answerable)
-    caution = ranked[int(math.floor((1 - answer_rate) * len(ranked)))]
-    sources = min(caution, ranked[int(math.floor((1 - sources_rate) * len(ranked)))])
+    caution = _round_down(ranked[int(math.floor((1 - answer_rate) * len(ranked)))])
+    sources = min(caution, _round_down(ranked[int(math.floor((1 - sources_rate) * len(ranked)))]))
     answer = caution
     if refuse:
         ranked_refuse = sorted(refuse)
         index = max(0, int(math.ceil((1 - false_answer_rate) * len(ranked_refuse))) - 1)
         answer = max(caution, _round_up(ranked_refuse[index]))
-    return Thresholds(answer=answer, caution=_round_down(caution), sources=_round_down(sources))
+    return Thresholds(answer=answer, caution=caution, sources=sources)
 
 
 def eval_collection_name(knowledge: Path) -> str:

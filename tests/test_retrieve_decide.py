@@ -405,3 +405,13 @@ def test_invalid_choices_are_config_errors(tmp_path):
         load_settings(write(tmp_path, "retrieval: [unclosed\n"))
     assert math.isclose(load_settings(write(tmp_path, "retrieval:\n  weights:\n    content_sparse: 2\n"))
                         .retrieval.weights["content_sparse"], 2.0)
+
+
+def test_choose_thresholds_are_rounded_to_four_decimals():
+    """Thresholds are written to bot.yml and shown to people: never 0.9045666456222534."""
+    answerable = [0.9045666456222534, 0.93, 0.95, 0.97] * 25
+    refuse = [0.81 + i / 7919 for i in range(100)]
+    t = choose_thresholds(answerable, refuse)
+    for value in (t.answer, t.caution, t.sources):
+        assert value == round(value, 4)
+    assert t.caution <= 0.9045666456222534  # rounding down keeps that answerable score answered
