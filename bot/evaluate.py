@@ -156,7 +156,10 @@ def choose_thresholds(
     """Thresholds from the two score distributions.
 
     - caution: the highest value that still lets ``answer_rate`` of the answerable questions
-      be answered; so as many must-refuse questions as possible are refused at that rate.
+      be answered refuses as many must-refuse questions as possible; the threshold is then
+      lowered into the middle of the gap between the highest must-refuse score beneath it and
+      the next answerable score, which answers more answerable questions while refusing
+      exactly as many must-refuse ones (with the widest margin on both sides).
     - answer (full confidence): the lowest value that at most ``false_answer_rate`` of the
       must-refuse questions reach (never below caution).
     - sources: the value ``sources_rate`` of the answerable questions reach: below it, refuse.
@@ -172,6 +175,8 @@ def choose_thresholds(
             raise ConfigError(f"the {name} must be above 0 and at most 1, got {rate}")
     ranked = sorted(answerable)
     caution = _round_down(ranked[int(math.floor((1 - answer_rate) * len(ranked)))])
+    if refuse:
+        caution = _gap_middle(caution, ranked, refuse)
     sources = min(caution, _round_down(ranked[int(math.floor((1 - sources_rate) * len(ranked)))]))
     answer = caution
     if refuse:
@@ -199,6 +204,17 @@ def _first_rank(ranked: Iterable[tuple[str, str]], expected: set[str]) -> int | 
         if item_id in expected or doc in expected:
             return rank
     return None
+
+
+def _gap_middle(cut: float, answerable: Sequence[float], refuse: Sequence[float]) -> float:
+    """The middle of the gap below ``cut`` that holds no must-refuse score."""
+    beneath = [score for score in refuse if score < cut]
+    if not beneath:
+        return min(cut, _round_down(answerable[0]))
+    highest_refused = max(beneath)
+    next_answerable = min((s for s in answerable if s > highest_refused), default=cut)
+    middle = _round_down((highest_refused + min(next_answerable, cut)) / 2)
+    return min(cut, max(middle, _round_up(highest_refused)))
 
 
 def _round_up(value: float) -> float:

@@ -229,7 +229,10 @@ def test_choose_thresholds_honours_the_answer_rate(distributions, answer_rate):
     answerable, refuse = distributions
     t = choose_thresholds(answerable, refuse, answer_rate=answer_rate)
     answered = np.mean(np.array(answerable) >= t.caution)
-    assert answer_rate <= answered <= answer_rate + 4 / len(answerable)  # and no lower than needed
+    assert answered >= answer_rate
+    cut = sorted(answerable)[int(np.floor((1 - answer_rate) * len(answerable)))]
+    # lowering the threshold below the plain cut never lets a must-refuse question through
+    assert np.sum(np.array(refuse) < t.caution) == np.sum(np.array(refuse) < cut)
     assert np.mean(np.array(refuse) >= t.answer) <= 0.01  # answer is above 99% of must-refuse scores
     assert np.mean(np.array(answerable) >= t.sources) >= 0.99
     assert t.answer >= t.caution >= t.sources
@@ -415,3 +418,13 @@ def test_choose_thresholds_are_rounded_to_four_decimals():
     for value in (t.answer, t.caution, t.sources):
         assert value == round(value, 4)
     assert t.caution <= 0.9045666456222534  # rounding down keeps that answerable score answered
+
+
+def test_choose_thresholds_uses_a_gap_to_answer_more():
+    """When the distributions are apart, refusing every must-refuse question costs no answerable one."""
+    answerable = [0.915 + i / 1000 for i in range(80)]
+    refuse = [0.82 + i / 1000 for i in range(80)]  # highest 0.899, below every answerable score
+    t = choose_thresholds(answerable, refuse)
+    assert all(s >= t.caution for s in answerable)  # all answered, not just 95 %
+    assert all(s < t.caution for s in refuse)  # and still every must-refuse refused
+    assert t.caution == pytest.approx((0.899 + 0.915) / 2, abs=1e-4)  # the middle of the gap
