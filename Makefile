@@ -4,10 +4,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: install test bench lock
+.PHONY: install llm test bench lock
 
 install:
 	scripts/install.sh
+
+# The local vLLM server for CPU-only machines (own environment + demo model, about 5 minutes).
+llm:
+	scripts/install_llm.sh
 
 test:
 	$(VENV)/python -m pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from functools import wraps
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -192,6 +193,51 @@ def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
     if not dry_run:
         write_thresholds(settings.config_file, report.signal, thresholds)
         click.echo(f"written to {settings.config_file} (decision.thresholds.{report.signal})")
+
+
+@cli.command("serve-llm")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=Path("models/qwen2.5-coder-0.5b-instruct"), show_default=True, help="Hugging Face model folder.")
+@click.option("--served-name", default="qwen2.5-coder-0.5b", show_default=True, help="Model name clients ask for.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8010, show_default=True)
+@click.option("--max-model-len", type=int, default=4096, show_default=True, help="Context length (prompt + answer).")
+@click.option("--dtype", default="bfloat16", show_default=True, help="auto, bfloat16, float16 (GPU), ...")
+@click.option("--gpu-memory-utilization", type=float, default=None, help="GPU only: share of GPU memory vLLM may use (e.g. 0.9).")
+@click.option("--quantization", default=None, help="GPU only: awq, gptq, fp8, ... (the model must match).")
+@click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="GPU only: GPUs to shard the model over.")
+@click.option("--eager/--compiled", default=True, show_default=True, help="Eager mode starts in ~35 s on CPU; compiled runs faster after a longer start.")
+@click.option("--python", "python", type=click.Path(path_type=Path), default=None, help="Python of the vLLM environment (default: .venv-llm, made by scripts/install_llm.sh).")
+@_clean_errors
+def serve_llm(model_dir, served_name, host, port, max_model_len, dtype, gpu_memory_utilization, quantization, tensor_parallel_size, eager, python):
+    """Run a vLLM OpenAI-compatible server until interrupted (Ctrl-C stops it).
+
+    On a CPU-only machine this serves the demo model assembled by scripts/install_llm.sh.
+    On a GPU host, point --python at a GPU build of vLLM and --model at your model.
+    """
+    from bot.llm.server import LLMServer
+
+    server = LLMServer(
+        model_dir=model_dir,
+        served_name=served_name,
+        host=host,
+        port=port,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        enforce_eager=eager,
+        gpu_memory_utilization=gpu_memory_utilization,
+        quantization=quantization,
+        tensor_parallel_size=tensor_parallel_size,
+        python=python,
+    )
+    with server:
+        click.echo(f"serving {served_name} at {server.url} (log: {server.log_path}); Ctrl-C stops it")
+        try:
+            while server.running():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("stopping")
+            return
+        raise click.ClickException(f"the server exited on its own:\n{server.log_tail()}")
 
 
 def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool, *, rebuild: bool = False):

@@ -119,7 +119,7 @@ class Thresholds:
 class DecisionSettings:
     """Thresholds per relevance signal: the dense similarity, or the reranker score."""
 
-    dense: Thresholds = Thresholds(answer=0.88, caution=0.85, sources=0.82)
+    dense: Thresholds = Thresholds(answer=0.91, caution=0.9, sources=0.87)
     rerank: Thresholds = Thresholds(answer=0.7, caution=0.4, sources=0.15)
 
 

@@ -229,3 +229,20 @@ def test_a_store_locked_by_another_process_is_one_clean_line(project, first_inge
         owner.communicate("", timeout=60)
     assert owner.returncode == 0
     ok(run(project, "search", "年付的套餐能退钱吗"))  # free again
+
+
+def test_serve_llm_without_its_environment_says_how_to_install(tmp_path):
+    """The vLLM environment is missing: one clean error line naming the install script."""
+    result = CliRunner().invoke(
+        cli, ["serve-llm", "--python", str(tmp_path / "no-venv" / "bin" / "python"), "--model", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "scripts/install_llm.sh" in result.output and "Traceback" not in result.output
+
+
+def test_serve_llm_lists_the_vllm_knobs():
+    result = CliRunner().invoke(cli, ["serve-llm", "--help"])
+    assert result.exit_code == 0
+    for knob in ("--served-name", "--max-model-len", "--gpu-memory-utilization", "--quantization",
+                 "--tensor-parallel-size", "--dtype"):
+        assert knob in result.output
