@@ -428,3 +428,28 @@ def test_bad_jsonl_line_is_named(tmp_path):
     path = tmp_path / "kb.jsonl"
     path.write_text('{"id": "1", "question": "Q?", "answer": "A."}\n{"id": "2", "question": \n', encoding="utf-8")
     assert reason(path).startswith("line 2 is not valid JSON")
+
+
+def test_csv_round_trips_rows_written_by_python_csv(tmp_path):
+    """Quotes, delimiters and line breaks inside answers must not shift or split rows, even when
+    the first rows have none (a dialect guessed from them would not expect doubled quotes)."""
+    import csv as csv_module
+    import random
+
+    rng = random.Random(7)
+    pieces = ['他说"可以"', "a, b; c | d", "第一行\n第二行", "tab\there", "plain", '"quoted"', "¥168, 7 天"]
+    plain = [(f"id-{i}", f"问题 {i}？", f"答案 {i}，没有引号。" * 5) for i in range(300)]
+    tricky = [
+        (f"id-x{i}", f"问题 {i}？ " + rng.choice(pieces), " ".join(rng.choice(pieces) for _ in range(3)))
+        for i in range(300)
+    ]
+    rows = plain + tricky
+    path = tmp_path / "faq.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv_module.writer(handle)
+        writer.writerow(["id", "question", "answer"])
+        writer.writerows(rows)
+    items = load_file(path, max_bytes=10**7).faq_items
+    assert [(item.id, item.question, item.answer) for item in items] == [
+        (i, q.strip(), a.strip()) for i, q, a in rows
+    ]

@@ -49,16 +49,20 @@ _JSONL_ROLE_OF = {**_ROLE_OF, "title": "title", "text": "text"}
 _CORRUPT_XLSX = (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError)
 
 
+#: Delimiters a question/answer CSV may use; the header line says which (quoting is the standard one).
+_DELIMITERS = ",;\t|"
+
+
 def load_csv(path: Path, data: bytes) -> ParsedDocument:
-    """Read a question/answer table from CSV (delimiter sniffed, encoding detected)."""
+    """Read a question/answer table from CSV (standard quoting; delimiter from the header line)."""
     text = decode_bytes(data, path)
-    sample = text[:8192].rpartition("\n")[0] or text[:8192]
+    header = text.lstrip().split("\n", 1)[0]
+    delimiter = max(_DELIMITERS, key=header.count) if any(d in header for d in _DELIMITERS) else ","
     try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text, newline=""), dialect)]
+        rows = [
+            [cell.strip() for cell in row]
+            for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        ]
     except csv.Error as exc:
         raise LoaderError(str(path), f"not a readable CSV file: {exc}") from exc
     return _from_rows(path, rows)
