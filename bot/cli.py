@@ -167,8 +167,6 @@ def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json):
 @_clean_errors
 def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
     """Choose the refusal thresholds from labelled questions and write them to bot.yml."""
-    from dataclasses import replace
-
     from bot.calibrate import plot_scores, write_thresholds
     from bot.decide import level_for
     from bot.evaluate import choose_thresholds
