@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -337,18 +337,16 @@ def _decision(values: dict[str, Any]) -> DecisionSettings:
     unknown = set(values) - {"thresholds"} or set(thresholds) - {"dense", "rerank"}
     if unknown:
         raise ConfigError(f"bot.yml: decision: unknown setting(s) {sorted(unknown)}")
-    levels = {}
-    for signal in ("dense", "rerank"):
-        values = thresholds.get(signal) or {}
-        where = f"bot.yml: decision.thresholds.{signal}"
-        unknown_levels = set(values) - {"answer", "caution", "sources"}
-        if unknown_levels:
-            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown_levels)}")
-        levels[signal] = replace(
-            getattr(defaults, signal),
-            **{name: float(_coerce(value, "float", f"{where}.{name}")) for name, value in values.items()},
-        )
-    return DecisionSettings(**levels)
+    return DecisionSettings(
+        **{
+            signal: _build(
+                Thresholds,
+                {**asdict(getattr(defaults, signal)), **(thresholds.get(signal) or {})},
+                f"bot.yml: decision.thresholds.{signal}",
+            )
+            for signal in ("dense", "rerank")
+        }
+    )
 
 
 def _store(values: dict[str, Any], root: Path) -> StoreSettings:
