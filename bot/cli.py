@@ -193,6 +193,90 @@ def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
         click.echo(f"written to {settings.config_file} (decision.thresholds.{report.signal})")
 
 
+@cli.command()
+@click.argument("question", required=False)
+@click.option("--filter", "filters", multiple=True, metavar="NAME=VALUE", help="Metadata filter (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as one JSON object (no streaming).")
+@click.pass_context
+@_clean_errors
+def ask(ctx, question, filters, as_json):
+    """Answer QUESTION from the knowledge, streaming; without QUESTION, chat (history is kept).
+
+    Uses llm.url from endpoints.yml, else the local demo LLM (started for the session if it
+    is not running). In the chat, /clear forgets the history and /quit (or Ctrl-D) leaves.
+    """
+    from bot.engine import Engine
+    from bot.llm.server import llm_endpoint
+
+    settings = load_settings(ctx.obj["root"])
+    parsed = _parse_filters(filters)
+    with llm_endpoint(settings, announce=lambda m: click.echo(m, err=True)) as url:
+        with Engine(settings, llm_url=url) as engine:
+            if question:
+                _ask_once(engine, question, [], parsed, as_json)
+                return
+            history: list[dict[str, str]] = []
+            click.echo("Ask a question (/clear forgets the history, /quit leaves).", err=True)
+            while True:
+                try:
+                    line = input("> ").strip()
+                except (EOFError, KeyboardInterrupt):
+                    click.echo(err=True)
+                    return
+                if line in ("/quit", "/exit"):
+                    return
+                if line == "/clear":
+                    history.clear()
+                    click.echo("history cleared", err=True)
+                    continue
+                if line:
+                    answer = _ask_once(engine, line, history, parsed, as_json)
+                    history += [{"role": "user", "content": line}, {"role": "assistant", "content": answer.text}]
+
+
+def _ask_once(engine, question: str, history: list, filters: dict, as_json: bool):
+    from bot.generate import AnswerDone
+
+    if as_json:
+        answer = engine.answer(question, history=history, filters=filters)
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+        return answer
+
+    async def run():
+        shown = ""
+        async for event in engine.answer_stream(question, history=history, filters=filters):
+            if isinstance(event, AnswerDone):
+                return event.answer, shown
+            shown += event.text
+            click.echo(event.text, nl=False)
+            sys.stdout.flush()
+
+    answer, shown = engine.run(run())
+    if answer.text != shown:  # not streamed (sources only, refusal) or replaced after an LLM failure
+        click.echo(("\n" if shown else "") + answer.text, nl=False)
+    click.echo()
+    _print_answer_footer(answer)
+    return answer
+
+
+def _print_answer_footer(answer) -> None:
+    if answer.citations:
+        click.echo("\n来源：" if answer.language == "zh" else "\nSources:")
+        for citation in answer.citations:
+            click.echo(f"  [{citation.number}] {citation.title} — {citation.link}")
+    decision = answer.decision
+    score = "none" if decision.score is None else f"{decision.score:.3f}"
+    parts = [f"decision: {answer.level.value} ({decision.signal} {score})"]
+    if answer.query != answer.question:
+        parts.append(f"searched: {answer.query}")
+    if "llm_first_token" in answer.timings:
+        parts.append(f"first token {answer.timings['llm_first_token']:.2f} s")
+    parts.append(f"total {answer.timings.get('total', 0):.2f} s")
+    if answer.error:
+        parts.append(f"LLM error: {answer.error}")
+    click.secho(" · ".join(parts), fg="bright_black", err=True)
+
+
 @cli.command("serve-llm")
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), default=Path("models/qwen2.5-coder-0.5b-instruct"), show_default=True, help="Hugging Face model folder.")
 @click.option("--served-name", default="qwen2.5-coder-0.5b", show_default=True, help="Model name clients ask for.")

@@ -32,6 +32,9 @@ __all__ = [
     "Thresholds",
     "StoreSettings",
     "SqlSettings",
+    "LLMSettings",
+    "GenerationSettings",
+    "LocalLLMSettings",
     "ROUTES",
     "load_settings",
     "find_project_root",
@@ -142,6 +145,45 @@ class SqlSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LLMSettings:
+    """The OpenAI-compatible LLM server (vLLM). No ``url``: the local demo server (``local_llm``)."""
+
+    url: str | None = None
+    model: str = "qwen2.5-coder-0.5b"
+    api_key: str | None = None
+    connect_timeout: float = 3.0
+    read_timeout: float = 60.0
+    max_retries: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationSettings:
+    """How answers are generated: prompt budget, sampling, strategy, dialogue history."""
+
+    max_context_tokens: int = 4096  # the model's context length (vLLM --max-model-len)
+    max_answer_tokens: int = 512
+    temperature: float = 0.1
+    strategy: str = "stuff"  # stuff (one prompt) | refine (one call per batch of passages)
+    passages: int = 5  # retrieved passages offered to the LLM
+    refine_batches: int = 3  # at most this many prompts with strategy refine
+    history_turns: int = 3  # question/answer pairs the rewriter sees
+    tokenizer_path: Path | None = Path("models/qwen2.5-coder-0.5b-instruct")
+    prompts_dir: Path | None = None  # templates here override the built-in ones by name
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalLLMSettings:
+    """The demo vLLM server the bot starts when ``endpoints.yml`` has no ``llm.url``."""
+
+    model_dir: Path = Path("models/qwen2.5-coder-0.5b-instruct")
+    port: int = 8010
+    max_model_len: int = 4096
+    dtype: str = "bfloat16"
+    enforce_eager: bool = True
+    startup_timeout: float = 300.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """All settings, resolved against ``root``."""
 
@@ -154,6 +196,9 @@ class Settings:
     decision: DecisionSettings = DecisionSettings()
     store: StoreSettings = StoreSettings()
     sql: SqlSettings = SqlSettings()
+    llm: LLMSettings = LLMSettings()
+    generation: GenerationSettings = GenerationSettings()
+    local_llm: LocalLLMSettings = LocalLLMSettings()
 
     @property
     def config_file(self) -> Path:
@@ -196,6 +241,14 @@ def load_settings(root: Path | None = None) -> Settings:
             decision=_decision(engine.get("decision", {})),
             store=_store(endpoints.get("knowledge_store") or {}, root),
             sql=_build(SqlSettings, endpoints.get("sql") or {}, "endpoints.yml: sql"),
+            llm=_llm(endpoints.get("llm") or {}),
+            generation=_generation(engine.get("generation", {}), root),
+            local_llm=_build(
+                LocalLLMSettings,
+                engine.get("local_llm", {}),
+                "bot.yml: local_llm",
+                model_dir=_path(engine.get("local_llm", {}).get("model_dir", LocalLLMSettings().model_dir), root),
+            ),
         )
     except TypeError as exc:  # an unknown key reached a dataclass
         raise ConfigError(f"invalid setting: {exc}") from exc
@@ -362,4 +415,30 @@ def _store(values: dict[str, Any], root: Path) -> StoreSettings:
         raise ConfigError(
             f"endpoints.yml: knowledge_store.backend is {settings.backend!r}; use auto, edge or qdrant"
         )
+    return settings
+
+
+def _llm(values: dict[str, Any]) -> LLMSettings:
+    return _build(
+        LLMSettings,
+        values,
+        "endpoints.yml: llm",
+        url=(values.get("url") or "").rstrip("/") or None,
+        api_key=values.get("api_key") or None,
+    )
+
+
+def _generation(values: dict[str, Any], root: Path) -> GenerationSettings:
+    defaults = GenerationSettings()
+    settings = _build(
+        GenerationSettings,
+        values,
+        "bot.yml: generation",
+        tokenizer_path=_path(values.get("tokenizer_path", defaults.tokenizer_path), root),
+        prompts_dir=_path(values.get("prompts_dir"), root),
+    )
+    if settings.strategy not in ("stuff", "refine"):
+        raise ConfigError(f"bot.yml: generation.strategy is {settings.strategy!r}; use stuff or refine")
+    if settings.max_answer_tokens >= settings.max_context_tokens:
+        raise ConfigError("bot.yml: generation.max_answer_tokens must be below max_context_tokens")
     return settings

@@ -4,32 +4,56 @@
         engine.ingest()
         retrieval = engine.retrieve("How long does a refund take?")
         decision = engine.decide(retrieval)
+        answer = engine.answer("退款多久到账？", history=[...])        # rewrite, retrieve, decide, generate
+        async for event in engine.answer_stream("How do I pair the pen?"): ...   # TextDelta..., AnswerDone
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import AsyncIterator, Awaitable, Mapping, Sequence, TypeVar
 
 from bot.config import Settings
 from bot.decide import Decision, decide
 from bot.embed import DenseEncoder, SparseEncoder, build_encoders
+from bot.generate import Answer, AnswerDone, Event, Generator
 from bot.ingest.manifest import Manifest
 from bot.ingest.pipeline import IngestReport, Ingestor
+from bot.lang import detect_language
+from bot.llm.budget import TokenCounter
+from bot.llm.client import LLMClient
+from bot.llm.prompts import Prompts
 from bot.retrieve import Retrieval, Retriever
+from bot.rewrite import QueryRewriter
 from bot.store.base import FilterValue, VectorStore
 from bot.store.factory import open_store
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "local_llm_url"]
+
+T = TypeVar("T")
+
+
+def local_llm_url(settings: Settings) -> str:
+    """The base URL of the local demo LLM server (``bot serve-llm``)."""
+    return f"http://127.0.0.1:{settings.local_llm.port}/v1"
 
 
 class Engine:
-    """Ingestion, retrieval and decision over one collection (default: the configured one)."""
+    """Ingestion, retrieval, decision and generation over one collection (default: the configured one).
 
-    def __init__(self, settings: Settings, *, collection: str | None = None):
+    ``llm_url`` overrides ``endpoints.yml``'s ``llm.url`` (e.g. the local server's URL).
+    """
+
+    def __init__(self, settings: Settings, *, collection: str | None = None, llm_url: str | None = None):
         self.settings = settings
         self.collection = collection or settings.store.collection
+        self.llm_url = llm_url or settings.llm.url or local_llm_url(settings)
+        self._retrieve_lock = threading.Lock()  # encoders and the embedded store serve one query at a time
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @cached_property
     def encoders(self) -> tuple[DenseEncoder, SparseEncoder]:
@@ -62,6 +86,23 @@ class Engine:
             rerank_top_n=self.settings.rerank.top_n,
         )
 
+    @cached_property
+    def llm(self) -> LLMClient:
+        return LLMClient.from_settings(self.settings.llm, self.llm_url)
+
+    @cached_property
+    def prompts(self) -> Prompts:
+        return Prompts(self.settings.generation.prompts_dir)
+
+    @cached_property
+    def generator(self) -> Generator:
+        generation = self.settings.generation
+        return Generator(self.llm, self.prompts, TokenCounter(generation.tokenizer_path), generation)
+
+    @cached_property
+    def rewriter(self) -> QueryRewriter:
+        return QueryRewriter(self.llm, self.prompts, history_turns=self.settings.generation.history_turns)
+
     def ingest(
         self, paths: Sequence[Path] | None = None, *, rebuild: bool = False, progress: bool = True
     ) -> IngestReport:
@@ -82,14 +123,69 @@ class Engine:
         **overrides,
     ) -> Retrieval:
         """Fused hits for ``query``; see :meth:`Retriever.retrieve`."""
-        return self.retriever.retrieve(query, filters, top_k, **overrides)
+        with self._retrieve_lock:
+            return self.retriever.retrieve(query, filters, top_k, **overrides)
 
     def decide(self, retrieval: Retrieval) -> Decision:
         """The refusal level for a retrieval, with the configured thresholds."""
         return decide(retrieval, self.settings.decision)
 
+    async def answer_stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Mapping[str, str]] = (),
+        filters: Mapping[str, FilterValue] | None = None,
+    ) -> AsyncIterator[Event]:
+        """One knowledge turn: rewrite (with history), retrieve, decide, generate.
+
+        Yields ``TextDelta`` events as the answer is written, then one ``AnswerDone``.
+        ``history`` is the conversation so far as ``{"role", "content"}`` messages.
+        """
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        query = await self.rewriter.rewrite(question, history) if history else question
+        timings["rewrite"] = time.perf_counter() - started
+        retrieval = await asyncio.to_thread(self.retrieve, query, filters)
+        timings.update(retrieval.timings)
+        decision = self.decide(retrieval)
+        language = detect_language(question)
+        async for event in self.generator.stream(question, retrieval, decision, language=language, query=query):
+            if isinstance(event, AnswerDone):
+                event.answer.timings = {**timings, **event.answer.timings, "total": time.perf_counter() - started}
+            yield event
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[Mapping[str, str]] = (),
+        filters: Mapping[str, FilterValue] | None = None,
+    ) -> Answer:
+        """The whole answer to one turn (blocking); see :meth:`answer_stream`."""
+
+        async def run() -> Answer:
+            async for event in self.answer_stream(question, history=history, filters=filters):
+                if isinstance(event, AnswerDone):
+                    return event.answer
+            raise AssertionError("answer_stream ended without AnswerDone")
+
+        return self.run(run())
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Run a coroutine to completion from blocking code, always on this engine's own event
+        loop (the async HTTP connection pool is bound to the loop that first used it)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(awaitable)
+
     def close(self) -> None:
-        """Release the store (and its lock)."""
+        """Release the store (and its lock) and the blocking calls' event loop."""
+        if self._loop is not None:
+            if "llm" in self.__dict__:
+                self._loop.run_until_complete(self.llm.aclose())
+            self._loop.close()
+            self._loop = None
         if "store" in self.__dict__:
             self.store.close()
             del self.__dict__["store"]

@@ -6,7 +6,15 @@
     ├── LoaderError          one file cannot be parsed (corrupt, empty, bad encoding, unknown type, too large)
     ├── StoreError           the vector store failed or does not match the configuration
     │   └── StoreLockedError another process owns the embedded store
-    └── ManifestError        the SQL manifest cannot be read or written
+    ├── ManifestError        the SQL manifest cannot be read or written
+    ├── PromptError          a prompt template is missing or uses an undefined variable
+    └── LLMError             the LLM server could not give an answer
+        ├── LLMUnreachableError     nothing answers at the URL (after retries)
+        ├── LLMTimeoutError         connected, but no answer in time
+        ├── LLMModelNotFoundError   the server does not serve the configured model name
+        ├── LLMContextTooLongError  the prompt and answer do not fit the model's context
+        ├── LLMResponseError        any other error status (4xx/5xx after retries, bad key)
+        └── LLMServerError          the local vLLM server failed to start or died
 
 Third-party errors are translated at the boundary: ``raise StoreError(...) from exc``.
 """
@@ -19,6 +27,14 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "ManifestError",
+    "PromptError",
+    "LLMError",
+    "LLMUnreachableError",
+    "LLMTimeoutError",
+    "LLMModelNotFoundError",
+    "LLMContextTooLongError",
+    "LLMResponseError",
+    "LLMServerError",
 ]
 
 
@@ -53,3 +69,35 @@ class StoreLockedError(StoreError):
 
 class ManifestError(BotError):
     """The ingestion manifest in SQL cannot be read or written."""
+
+
+class PromptError(BotError):
+    """A prompt template is missing, invalid, or uses a variable it was not given."""
+
+
+class LLMError(BotError):
+    """The LLM could not give an answer; the bot falls back to showing sources."""
+
+
+class LLMUnreachableError(LLMError):
+    """Nothing answers at the LLM URL (connection refused or reset, after retries)."""
+
+
+class LLMTimeoutError(LLMError):
+    """The LLM server accepted the connection but did not answer in time."""
+
+
+class LLMModelNotFoundError(LLMError):
+    """The server does not serve the model name the bot asks for."""
+
+
+class LLMContextTooLongError(LLMError):
+    """The prompt plus the answer budget exceed the model's context length."""
+
+
+class LLMResponseError(LLMError):
+    """The server answered with an error status the other classes do not cover."""
+
+
+class LLMServerError(LLMError):
+    """The local LLM server failed to start, died, or did not become ready in time."""

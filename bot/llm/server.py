@@ -17,25 +17,22 @@ import socket
 import subprocess
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Mapping, Sequence
+from typing import IO, Callable, Iterator, Mapping, Sequence
 
 import httpx
 
-from bot.config import find_project_root
-from bot.errors import BotError, ConfigError
+from bot.config import Settings, find_project_root
+from bot.errors import ConfigError, LLMServerError
 
-__all__ = ["LLMServer", "LLMServerError", "INSTALL_HINT"]
+__all__ = ["LLMServer", "LLMServerError", "INSTALL_HINT", "llm_endpoint"]
 
 INSTALL_HINT = "run scripts/install_llm.sh from the project root"
 
 #: Environment the server always gets: nothing may be fetched from a hub or phoned home.
 _FORCED_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-
-
-class LLMServerError(BotError):
-    """The local LLM server failed to start, died, or did not become ready in time."""
 
 
 class LLMServer:
@@ -173,7 +170,7 @@ class LLMServer:
                         f"the LLM server exited with code {code} before it was ready. "
                         f"Last lines of {self.log_path}:\n{self.log_tail()}"
                     )
-                if self._serves_model(client):
+                if self.serves_model(client):
                     return time.monotonic() - self._started_at
                 if time.monotonic() >= deadline:
                     raise LLMServerError(
@@ -242,7 +239,11 @@ class LLMServer:
                 "or set the model folder to a Hugging Face model downloaded beforehand"
             )
 
-    def _serves_model(self, client: httpx.Client) -> bool:
+    def serves_model(self, client: httpx.Client | None = None) -> bool:
+        """True when a server at ``url`` (this one or another) lists the served name."""
+        if client is None:
+            with httpx.Client(timeout=2.0) as own:
+                return self.serves_model(own)
         try:
             response = client.get(f"{self.url}/models")
             if response.status_code != 200:
@@ -302,3 +303,33 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@contextmanager
+def llm_endpoint(settings: Settings, announce: Callable[[str], None] = lambda message: None) -> Iterator[str]:
+    """The LLM's base URL for the length of the block.
+
+    ``endpoints.yml``'s ``llm.url`` when set. Otherwise the local demo server: reused when one
+    already serves the model on ``local_llm.port``, else started here (``announce`` hears about
+    it, readiness is awaited) and stopped when the block ends.
+    """
+    if settings.llm.url:
+        yield settings.llm.url
+        return
+    local = settings.local_llm
+    server = LLMServer(
+        model_dir=local.model_dir,
+        served_name=settings.llm.model,
+        port=local.port,
+        max_model_len=local.max_model_len,
+        dtype=local.dtype,
+        enforce_eager=local.enforce_eager,
+        startup_timeout=local.startup_timeout,
+    )
+    if server.serves_model():
+        yield server.url
+        return
+    announce(f"starting the local demo LLM ({settings.llm.model}, vLLM on CPU); this takes about a minute")
+    with server:
+        announce(f"LLM ready at {server.url}")
+        yield server.url

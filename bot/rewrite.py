@@ -1,0 +1,66 @@
+"""Query rewriting: a follow-up question made explicit from the dialogue history.
+
+The rewritten question drives retrieval; the user's own question is what the LLM answers.
+Without history nothing is called. If the LLM fails, the question is used as it is.
+
+    rewriter = QueryRewriter(client, prompts, history_turns=3)
+    await rewriter.rewrite("它多少钱？", history=[{"role": "user", "content": "云序智能笔是什么？"}, ...])
+    # "云序智能笔多少钱？"
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping, Sequence
+
+from bot.errors import LLMError
+from bot.lang import detect_language
+from bot.llm.client import LLMClient
+from bot.llm.prompts import Prompts
+
+__all__ = ["QueryRewriter", "recent_history"]
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE_CHARS = 600  # long answers in the history are cut: the rewriter needs their subject
+
+
+def recent_history(history: Sequence[Mapping[str, str]], turns: int) -> list[dict[str, str]]:
+    """The last ``turns`` user/assistant pairs, each message cut to a few hundred characters."""
+    messages = [
+        {"role": m["role"], "content": m["content"][:_MAX_MESSAGE_CHARS]}
+        for m in history
+        if m.get("role") in ("user", "assistant") and m.get("content")
+    ]
+    return messages[-2 * turns :] if turns > 0 else []
+
+
+class QueryRewriter:
+    """Rewrites follow-up questions with the LLM."""
+
+    def __init__(self, client: LLMClient, prompts: Prompts, *, history_turns: int = 3, max_tokens: int = 96):
+        self.client, self.prompts = client, prompts
+        self.history_turns, self.max_tokens = history_turns, max_tokens
+
+    async def rewrite(self, question: str, history: Sequence[Mapping[str, str]] = ()) -> str:
+        """The standalone form of ``question`` (``question`` itself without history or on failure)."""
+        recent = recent_history(history, self.history_turns)
+        if not recent:
+            return question
+        prompt = self.prompts.chat("rewrite", detect_language(question), question=question, history=recent)
+        try:
+            completion = await self.client.acomplete(prompt.messages, max_tokens=self.max_tokens)
+        except LLMError as exc:
+            log.warning("query rewrite skipped: %s", exc)
+            return question
+        return _first_line(completion.text) or question
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        line = line.strip().strip('"“”').strip()
+        for prefix in ("Rewritten question:", "改写后的问题：", "改写后的问题:"):
+            line = line.removeprefix(prefix).strip()
+        if line:
+            return line
+    return ""
