@@ -1,4 +1,4 @@
-"""The ``bot`` command: ingest, search, eval, calibrate. Known errors become one clean line."""
+"""The ``bot`` command: ingest, search, eval, calibrate, ask, enhance. Known errors become one clean line."""
 
 from __future__ import annotations
 
@@ -232,6 +232,38 @@ def ask(ctx, question, filters, as_json):
                 if line:
                     answer = _ask_once(engine, line, history, parsed, as_json)
                     history += [{"role": "user", "content": line}, {"role": "assistant", "content": answer.text}]
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Review file to append to (default: ingest.enhanced_questions in bot.yml).")
+@click.option("--per-item", type=click.IntRange(min=1), default=3, show_default=True, help="Questions to ask for per chunk.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Enhance at most N new chunks in this run.")
+@click.pass_context
+@_clean_errors
+def enhance(ctx, paths, output, per_item, limit):
+    """Write LLM-generated questions for FAQ items and document chunks into a review file.
+
+    Covers the files under PATHS (default: ingest.paths). Chunks already in the file are
+    skipped, so a run can be interrupted and resumed. Approved entries ("approved": true)
+    are added to the question side of their chunks by the next `bot ingest`.
+    """
+    from bot.engine import Engine
+    from bot.enhance import enhance as run_enhance
+    from bot.llm.server import llm_endpoint
+
+    settings = load_settings(ctx.obj["root"])
+    output = output or settings.ingest.enhanced_questions
+    if output is None:
+        raise click.UsageError("ingest.enhanced_questions is not set in bot.yml: pass --output FILE")
+    with llm_endpoint(settings, announce=lambda m: click.echo(m, err=True)) as url:
+        with Engine(settings, llm_url=url) as engine:
+            report = run_enhance(engine, list(paths) or None, output=output, per_item=per_item, limit=limit)
+    click.echo(report.summary())
+    click.echo(
+        f'Review {output}: set "approved": true on the entries to keep (edit or delete their '
+        "questions as needed), then run `bot ingest` to add them to the question side."
+    )
 
 
 def _ask_once(engine, question: str, history: list, filters: dict, as_json: bool):

@@ -54,10 +54,13 @@ class IngestSettings:
     """What ``bot ingest`` reads and how it cuts it."""
 
     paths: tuple[Path, ...] = (Path("knowledge"),)
-    exclude: tuple[str, ...] = ("lexicon/*", "README.md", "*/README.md", ".*")
+    exclude: tuple[str, ...] = ("lexicon/*", "README.md", "*/README.md", "enhanced_questions.jsonl", ".*")
     max_file_mb: float = 50.0
     chunk_max_tokens: int = 300
     batch_size: int = 32
+    #: Questions written by ``bot enhance``; the approved ones join their chunks' question side.
+    #: Never ingested as knowledge itself. None: no generated questions.
+    enhanced_questions: Path | None = Path("knowledge/enhanced_questions.jsonl")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,6 +334,7 @@ def _ingest(values: dict[str, Any], root: Path) -> IngestSettings:
         "bot.yml: ingest",
         paths=tuple(_path(p, root) for p in paths),
         exclude=exclude,
+        enhanced_questions=_path(values.get("enhanced_questions", IngestSettings().enhanced_questions), root),
     )
 
 

@@ -66,8 +66,10 @@ class Chunk:
     - ``id``: a UUID string derived from the document id and the chunk's content.
     - ``item_id``: what evaluation sets and citations name: the FAQ item id, or ``id`` for passages.
     - ``doc``: the document the chunk belongs to (an FAQ item's ``doc``, else the source path).
-    - ``question``: the question side (FAQ question); empty for passages.
+    - ``question``: the FAQ question; empty for passages.
     - ``text``: the content side as shown to users (answer, paragraph, or one table row with its header).
+    - ``generated_questions``: reviewed questions from ``bot enhance`` (approved in
+      ``ingest.enhanced_questions``), added to the question side.
     """
 
     id: str
@@ -81,6 +83,13 @@ class Chunk:
     text: str
     language: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    generated_questions: tuple[str, ...] = ()
+
+    @property
+    def question_side(self) -> str:
+        """The question side as embedded: the FAQ question and the approved generated ones,
+        one per line; empty for a passage without approved questions."""
+        return "\n".join(q for q in (self.question, *self.generated_questions) if q)
 
     @property
     def content_for_embedding(self) -> str:

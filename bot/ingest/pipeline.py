@@ -10,6 +10,9 @@
 - A file that cannot be parsed is reported with its reason; the others go on, and whatever
   was stored for it before stays.
 - At the end every chunk the manifest lists is looked up in the store; the missing are reported.
+- Approved generated questions (``ingest.enhanced_questions``, written by ``bot enhance``) join
+  their chunks' question side. A document's fingerprint covers its bytes and its approved
+  questions, so approving questions re-embeds exactly the chunks they belong to.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from tqdm import tqdm
 
@@ -34,7 +38,12 @@ from bot.ingest.loaders import load_file
 from bot.ingest.manifest import ChunkRecord, Manifest
 from bot.store.base import CollectionSchema, StoredPoint, VectorStore
 
-__all__ = ["Ingestor", "IngestReport", "collection_schema", "chunk_payload"]
+__all__ = ["Ingestor", "IngestReport", "collection_schema", "chunk_payload", "read_approved_questions"]
+
+log = logging.getLogger(__name__)
+
+#: Approved generated questions: source -> chunk id -> questions.
+ApprovedQuestions = dict[str, dict[str, tuple[str, ...]]]
 
 KEYWORD_INDEXES = ("doc", "source", "item_id", "language", "kind")
 _VERIFY_BATCH = 1000
@@ -48,6 +57,7 @@ class IngestReport:
     chunks: Counter = field(default_factory=Counter)
     failures: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     embedded: int = 0
     seconds: float = 0.0
 
@@ -65,6 +75,7 @@ class IngestReport:
             f"embedded {self.embedded} chunks in {self.seconds:.1f} s",
         ]
         lines += [f"FAILED {source}: {reason}" for source, reason in self.failures]
+        lines += [f"WARNING {warning}" for warning in self.warnings]
         lines.append(
             "verified: every chunk is in the store"
             if self.complete
@@ -80,6 +91,7 @@ class IngestReport:
             "chunks": dict(self.chunks),
             "failures": [{"source": s, "reason": r} for s, r in self.failures],
             "missing": len(self.missing),
+            "warnings": list(self.warnings),
             "embedded": self.embedded,
             "seconds": round(self.seconds, 3),
             "complete": self.complete,
@@ -108,7 +120,17 @@ def chunk_payload(chunk: Chunk) -> dict:
         "text": chunk.text,
         "language": chunk.language,
         "metadata": chunk.metadata,
+        "generated_questions": list(chunk.generated_questions),
     }
+
+
+def _payload_hash(chunk: Chunk) -> str:
+    """The hash of a chunk's payload; an empty ``generated_questions`` is left out, so chunks
+    stored before generated questions existed keep their hash."""
+    payload = chunk_payload(chunk)
+    if not payload["generated_questions"]:
+        del payload["generated_questions"]
+    return _hash(payload)
 
 
 @dataclass
@@ -152,6 +174,7 @@ class Ingestor:
         self.prepare()
         paths = [Path(p) for p in (paths or self.settings.paths)]
         files = self._scan(paths)
+        approved, report.warnings = read_approved_questions(self.settings.enhanced_questions)
         known = self.manifest.documents()
         manifest_chunks = self.manifest.chunks()
         stored = self._existing(list(manifest_chunks))
@@ -160,8 +183,9 @@ class Ingestor:
 
         for path in tqdm(files, desc="parsing", unit="file", disable=not progress):
             source = self._source(path)
+            questions = approved.get(source, {})
             data = path.read_bytes() if path.stat().st_size <= self._max_bytes() else None
-            sha = hashlib.sha256(data).hexdigest() if data is not None else ""
+            sha = _fingerprint(data, questions) if data is not None else ""
             record = known.get(source)
             old = self.manifest.chunks(source) if record else {}
             if record and record.sha256 == sha and set(old) <= stored:
@@ -171,7 +195,7 @@ class Ingestor:
                     self.manifest.clear_error(source)
                 continue
             try:
-                chunks = self._chunks(path, source)
+                chunks = _with_questions(self._chunks(path, source), questions)
             except LoaderError as exc:
                 report.documents["failed"] += 1
                 report.failures.append((source, exc.reason))
@@ -200,6 +224,23 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
+    def iter_chunks(
+        self,
+        paths: Sequence[Path] | None = None,
+        *,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> Iterator[list[Chunk]]:
+        """The chunks of each file under ``paths`` (default: the configured ones), as ingestion
+        cuts them but without generated questions. Files that cannot be parsed are skipped
+        (``on_failure(source, reason)`` hears of them). Needs neither the store nor the manifest."""
+        for path in self._scan([Path(p) for p in (paths or self.settings.paths)]):
+            source = self._source(path)
+            try:
+                yield self._chunks(path, source)
+            except LoaderError as exc:
+                if on_failure:
+                    on_failure(source, exc.reason)
+
     def rebuild(self) -> None:
         """Drop the collection and forget its manifest, so the next run starts afresh."""
         self.store.drop()
@@ -226,7 +267,7 @@ class Ingestor:
     ) -> tuple[list[ChunkRecord], list[str], list[Chunk]]:
         records, new = [], []
         for chunk in chunks:
-            digest = _hash(chunk_payload(chunk))
+            digest = _payload_hash(chunk)
             records.append(ChunkRecord(chunk.id, chunk.item_id, digest))
             previous = old.get(chunk.id)
             if previous is None or chunk.id not in stored:
@@ -252,10 +293,10 @@ class Ingestor:
 
     def _points(self, chunks: list[Chunk]) -> list[StoredPoint]:
         contents = [c.content_for_embedding for c in chunks]
-        asked = [c for c in chunks if c.question]
+        asked = [c for c in chunks if c.question_side]
         content_dense = self.dense.embed_batch(contents, is_query=False)
         content_sparse = self.sparse.encode_batch(contents, is_query=False)
-        questions = [c.question for c in asked]
+        questions = [c.question_side for c in asked]
         question_dense = dict(zip((c.id for c in asked), self.dense.embed_batch(questions, is_query=True)))
         question_sparse = dict(
             zip((c.id for c in asked), self.sparse.encode_batch(questions, is_query=False))
@@ -297,15 +338,23 @@ class Ingestor:
 
     def _scan(self, paths: Iterable[Path]) -> list[Path]:
         files: list[Path] = []
+        generated = self.settings.enhanced_questions
+        generated = generated.resolve() if generated else None
         for path in paths:
             if not path.exists():
                 raise LoaderError(str(path), "no such file or folder")
             if path.is_file():
+                if path.resolve() == generated:
+                    raise LoaderError(
+                        str(path),
+                        "this is the generated questions file (ingest.enhanced_questions): its approved "
+                        "questions are added to their chunks when their documents are ingested",
+                    )
                 files.append(path.resolve())
                 continue
             root = path.resolve()
             for candidate in sorted(root.rglob("*")):
-                if candidate.is_file() and not self._excluded(candidate, [root]):
+                if candidate.is_file() and candidate != generated and not self._excluded(candidate, [root]):
                     files.append(candidate)
         return files
 
@@ -339,3 +388,68 @@ def _under(path: Path, folder: Path) -> bool:
 
 def _hash(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _fingerprint(data: bytes, questions: dict[str, tuple[str, ...]]) -> str:
+    """A document's version: sha256 of its bytes, plus its approved questions when it has any."""
+    digest = hashlib.sha256(data)
+    if questions:
+        digest.update(b"\0approved questions\0")
+        digest.update(json.dumps(questions, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _with_questions(chunks: list[Chunk], questions: dict[str, tuple[str, ...]]) -> list[Chunk]:
+    """The chunks with their approved generated questions."""
+    if not questions:
+        return chunks
+    return [replace(c, generated_questions=questions[c.id]) if c.id in questions else c for c in chunks]
+
+
+def read_approved_questions(path: Path | None) -> tuple[ApprovedQuestions, list[str]]:
+    """The approved entries of a ``bot enhance`` file (source -> chunk id -> questions), and a
+    warning for every line that cannot be used. Unapproved entries are ignored; no file, no questions."""
+    approved: ApprovedQuestions = {}
+    warnings: list[str] = []
+    if path is None or not path.is_file():
+        return approved, warnings
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.append(f"{path}: cannot read the generated questions ({exc}); none were added")
+        lines = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        entry, problem = _approved_entry(line)
+        if problem:
+            warnings.append(f"{path.name} line {number}: {problem}; skipped")
+        elif entry and entry[2]:
+            source, chunk_id, questions = entry
+            known = approved.setdefault(source, {}).get(chunk_id, ())
+            approved[source][chunk_id] = tuple(dict.fromkeys((*known, *questions)))
+    for warning in warnings:
+        log.warning("%s", warning)
+    return approved, warnings
+
+
+def _approved_entry(line: str) -> tuple[tuple[str, str, tuple[str, ...]] | None, str]:
+    """``((source, chunk_id, questions), "")`` for an approved line, ``(None, "")`` for an
+    unapproved one, ``(None, problem)`` for a line that cannot be used."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg})"
+    if not isinstance(entry, dict):
+        return None, "not a JSON object"
+    approved = entry.get("approved", False)
+    if not isinstance(approved, bool):
+        return None, f'"approved" must be true or false, not {approved!r}'
+    if not approved:
+        return None, ""
+    source, chunk_id, questions = entry.get("source"), entry.get("chunk_id"), entry.get("questions")
+    if not (isinstance(source, str) and source and isinstance(chunk_id, str) and chunk_id):
+        return None, 'an approved entry needs "source" and "chunk_id"'
+    if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+        return None, '"questions" must be a list of strings'
+    return (source, chunk_id, tuple(q.strip() for q in questions if q.strip())), ""
