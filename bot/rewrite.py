@@ -53,13 +53,16 @@ class QueryRewriter:
         except LLMError as exc:
             log.warning("query rewrite skipped: %s", exc)
             return question
-        return _first_line(completion.text) or question
+        rewritten = _first_line(completion.text)
+        if not rewritten or len(rewritten) > 2 * len(question) + 40:  # empty, or an answer/instructions
+            return question
+        return rewritten
 
 
 def _first_line(text: str) -> str:
     for line in text.strip().splitlines():
         line = line.strip().strip('"“”').strip()
-        for prefix in ("Rewritten question:", "改写后的问题：", "改写后的问题:"):
+        for prefix in ("Rewritten question:", "Standalone question:", "改写后的问题：", "追问："):
             line = line.removeprefix(prefix).strip()
         if line:
             return line

@@ -70,7 +70,7 @@ class Prompts:
 
     def chat(self, task: str, language: str, **variables: Any) -> ChatPrompt:
         """Render ``task`` (answer, cautious, refine, rewrite, enhance) as chat messages:
-        system, the worked examples in order, then user."""
+        system (left out when empty), the worked examples in order, then user."""
         template = self._template(task, language)
         missing = {"system", "user"} - set(template.blocks)
         if missing:
@@ -81,6 +81,7 @@ class Prompts:
                 {"role": role, "content": "".join(template.blocks[block](context)).strip()}
                 for block, role in _message_blocks(template.blocks)
             ]
+            messages = [m for m in messages if m["content"] or m["role"] != "system"]
         except jinja2.TemplateError as exc:
             raise PromptError(f"{template.name}: {exc}") from exc
         return ChatPrompt(template.name, messages)
