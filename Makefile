@@ -6,10 +6,13 @@ VENV := .venv/bin
 
 .PHONY: install llm test bench lock
 
+# The engine and Rasa (.venv), then the local LLM for CPU-only machines (.venv-llm + demo model).
+# BOT_SKIP_LLM=1 leaves the local LLM out (when endpoints.yml points llm.url at your own server).
 install:
 	scripts/install.sh
+	if [ "$${BOT_SKIP_LLM:-0}" != "1" ]; then scripts/install_llm.sh; fi
 
-# The local vLLM server for CPU-only machines (own environment + demo model, about 5 minutes).
+# The local LLM alone (own environment + demo model, about 5 minutes; a rerun skips what is done).
 llm:
 	scripts/install_llm.sh
 
@@ -19,6 +22,7 @@ test:
 bench:
 	$(VENV)/python bench/retrieval.py
 	$(VENV)/python bench/ingest.py
+	$(VENV)/python bench/ttft.py
 
 # Re-resolve the pinned environment after editing requirements/*.txt.
 lock:

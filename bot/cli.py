@@ -310,19 +310,20 @@ def _print_answer_footer(answer) -> None:
 
 
 @cli.command("serve-llm")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=Path("models/qwen2.5-coder-0.5b-instruct"), show_default=True, help="Hugging Face model folder.")
-@click.option("--served-name", default="qwen2.5-coder-0.5b", show_default=True, help="Model name clients ask for.")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None, help="Hugging Face model folder [default: bot.yml local_llm.model_dir].")
+@click.option("--served-name", default=None, help="Model name clients ask for [default: endpoints.yml llm.model].")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8010, show_default=True)
-@click.option("--max-model-len", type=int, default=4096, show_default=True, help="Context length (prompt + answer).")
-@click.option("--dtype", default="bfloat16", show_default=True, help="auto, bfloat16, float16 (GPU), ...")
+@click.option("--port", type=int, default=None, help="[default: bot.yml local_llm.port, 8010]")
+@click.option("--max-model-len", type=int, default=None, help="Context length, prompt + answer [default: local_llm.max_model_len].")
+@click.option("--dtype", default=None, help="auto, bfloat16, float16 (GPU), ... [default: local_llm.dtype].")
 @click.option("--gpu-memory-utilization", type=float, default=None, help="GPU only: share of GPU memory vLLM may use (e.g. 0.9).")
 @click.option("--quantization", default=None, help="GPU only: awq, gptq, fp8, ... (the model must match).")
 @click.option("--tensor-parallel-size", type=int, default=1, show_default=True, help="GPU only: GPUs to shard the model over.")
-@click.option("--eager/--compiled", default=True, show_default=True, help="Eager mode starts in ~35 s on CPU; compiled runs faster after a longer start.")
-@click.option("--python", "python", type=click.Path(path_type=Path), default=None, help="Python of the vLLM environment (default: .venv-llm, made by scripts/install_llm.sh).")
+@click.option("--eager/--compiled", default=None, help="Eager mode starts in ~35 s on CPU; compiled runs faster after a longer start [default: local_llm.enforce_eager].")
+@click.option("--python", "python", type=click.Path(path_type=Path), default=None, help="Python of the vLLM environment (default: .venv-llm, made by make install).")
+@click.pass_context
 @_clean_errors
-def serve_llm(model_dir, served_name, host, port, max_model_len, dtype, gpu_memory_utilization, quantization, tensor_parallel_size, eager, python):
+def serve_llm(ctx, model_dir, served_name, host, port, max_model_len, dtype, gpu_memory_utilization, quantization, tensor_parallel_size, eager, python):
     """Run a vLLM OpenAI-compatible server until interrupted (Ctrl-C stops it).
 
     On a CPU-only machine this serves the demo model assembled by scripts/install_llm.sh.
@@ -330,18 +331,22 @@ def serve_llm(model_dir, served_name, host, port, max_model_len, dtype, gpu_memo
     """
     from bot.llm.server import LLMServer
 
+    settings = load_settings(ctx.obj["root"])
+    local = settings.local_llm
+    served_name = served_name or settings.llm.model
     server = LLMServer(
-        model_dir=model_dir,
+        model_dir=model_dir or local.model_dir,
         served_name=served_name,
         host=host,
-        port=port,
-        max_model_len=max_model_len,
-        dtype=dtype,
-        enforce_eager=eager,
+        port=port or local.port,
+        max_model_len=max_model_len or local.max_model_len,
+        dtype=dtype or local.dtype,
+        enforce_eager=local.enforce_eager if eager is None else eager,
         gpu_memory_utilization=gpu_memory_utilization,
         quantization=quantization,
         tensor_parallel_size=tensor_parallel_size,
         python=python,
+        startup_timeout=local.startup_timeout,
     )
     with server:
         click.echo(f"serving {served_name} at {server.url} (log: {server.log_path}); Ctrl-C stops it")

@@ -46,8 +46,10 @@ class TokenCounter:
         if self.count(text) <= max_tokens:
             return text
         if self._tokenizer is not None:
+            if max_tokens == 1:
+                return "…"
             offsets = self._tokenizer.encode(text, add_special_tokens=False).offsets
-            return text[: offsets[max_tokens - 1][1]].rstrip() + "…"
+            return text[: offsets[max_tokens - 2][1]].rstrip() + "…"  # one token left for "…"
         low, high = 0, len(text)
         while low < high:  # the longest prefix whose estimate fits
             middle = (low + high + 1) // 2
