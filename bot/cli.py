@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from functools import wraps
@@ -389,5 +390,7 @@ def _shorten(text: str, width: int = 160) -> str:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. SIGTERM exits like Ctrl-C does, so servers this command started
+    (``serve-llm``, the local LLM of ``ask``) are stopped on the way out, never orphaned."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     cli()
