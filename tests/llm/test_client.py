@@ -16,7 +16,7 @@ from bot.errors import (
     LLMUnreachableError,
 )
 from bot.llm.client import LLMClient, StreamStats
-from conftest import SERVED_NAME, free_port
+from vllm_server import SERVED_NAME, free_port
 
 ASK = [{"role": "user", "content": "Reply with the single word: yes"}]
 

@@ -13,7 +13,7 @@ import pytest
 
 from bot.decide import Level
 from bot.generate import AnswerDone, TextDelta
-from conftest import start_server
+from vllm_server import free_port, start_server
 
 # answer >= caution >= sources: every question lands on the level under test
 CAUTIOUS = "decision:\n  thresholds:\n    dense: {answer: 1.5, caution: 0.0, sources: 0.0}\n"
@@ -96,8 +96,6 @@ def test_cautious_level_uses_the_cautious_prompt_and_can_decline(llm_server, eng
 
 
 def test_sources_only_level_never_calls_the_llm(engine_on):
-    from conftest import free_port
-
     engine = engine_on(f"http://127.0.0.1:{free_port()}/v1", SOURCES_ONLY)  # nothing listens there
     deltas, answer = stream(engine, "年付套餐可以退款吗？")
     assert deltas == [] and answer.prompt is None and not answer.error
@@ -108,8 +106,6 @@ def test_sources_only_level_never_calls_the_llm(engine_on):
 
 
 def test_refusal_suggests_what_the_bot_can_answer(engine_on):
-    from conftest import free_port
-
     engine = engine_on(f"http://127.0.0.1:{free_port()}/v1", REFUSE_ALL)
     answer = engine.answer("What is the capital of France?")
     assert answer.level is Level.REFUSE and answer.prompt is None and not answer.citations

@@ -1,0 +1,46 @@
+"""Starting real vLLM servers for the generation tests (a module name of its own: every
+folder of tests/ has a ``conftest``, so tests must not import helpers from one)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from bot.llm.server import LLMServer
+
+SERVED_NAME = "test-qwen"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(log_path: Path) -> LLMServer:
+    """A real vLLM server on a free port, ready (raises with its log if it cannot start)."""
+    server = LLMServer(
+        model_dir=REPO / "models" / "qwen2.5-coder-0.5b-instruct",
+        python=REPO / ".venv-llm" / "bin" / "python",
+        served_name=SERVED_NAME,
+        port=free_port(),
+        max_model_len=4096,
+        log_path=log_path,
+        startup_timeout=900,
+    )
+    server.start()
+    server.wait_ready()
+    return server
+
+
+def llm_project(root: Path, url: str, bot_yml_extra: str = "") -> Path:
+    """Point a test project's endpoints.yml at ``url`` (and append settings to bot.yml)."""
+    endpoints = root / "endpoints.yml"
+    endpoints.write_text(
+        endpoints.read_text("utf-8") + f"llm:\n  url: {url}\n  model: {SERVED_NAME}\n  read_timeout: 120\n",
+        "utf-8",
+    )
+    if bot_yml_extra:
+        (root / "bot.yml").write_text((root / "bot.yml").read_text("utf-8") + bot_yml_extra, "utf-8")
+    return root
