@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from functools import wraps
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -15,6 +16,7 @@ import click
 
 from bot.config import load_settings
 from bot.errors import BotError
+from bot.lang import shorten
 
 __all__ = ["main", "cli"]
 
@@ -122,7 +124,7 @@ def search(ctx, query, top_k, filters, collection, as_json):
         click.echo(f"    {routes}" + (f"  rerank={hit.rerank_score:.3f}" if hit.rerank_score is not None else ""))
         if hit.question:
             click.echo(f"    Q: {hit.question}")
-        click.echo(f"    {_shorten(hit.text)}")
+        click.echo(f"    {shorten(hit.text, 160)}")
         click.echo(f"    source: {hit.source}")
 
 
@@ -206,34 +208,32 @@ def ask(ctx, question, filters, as_json):
     Uses llm.url from endpoints.yml, else the local demo LLM (started for the session if it
     is not running). In the chat, /clear forgets the history and /quit (or Ctrl-D) leaves.
     """
-    from bot.engine import Engine
-    from bot.llm.server import llm_endpoint
-
-    settings = load_settings(ctx.obj["root"])
     parsed = _parse_filters(filters)
-    with llm_endpoint(settings, announce=lambda m: click.echo(m, err=True)) as url:
-        with Engine(settings, llm_url=url) as engine:
-            if question:
-                _ask_once(engine, question, [], parsed, as_json)
-                return
-            history: list[dict[str, str]] = []
-            click.echo("Ask a question (/clear forgets the history, /quit leaves).", err=True)
-            while True:
-                try:
-                    line = input("> ").strip()
-                except (EOFError, KeyboardInterrupt):
-                    click.echo(err=True)
-                    return
-                if line in ("/quit", "/exit"):
-                    return
-                if line == "/clear":
-                    history.clear()
-                    click.echo("history cleared", err=True)
-                    continue
-                if line:
-                    answer = _ask_once(engine, line, history, parsed, as_json)
-                    history += [{"role": "user", "content": line}, {"role": "assistant", "content": answer.text}]
+    with _engine_with_llm(load_settings(ctx.obj["root"])) as engine:
+        if question:
+            _ask_once(engine, question, [], parsed, as_json)
+        else:
+            _chat(engine, parsed, as_json)
 
+
+def _chat(engine, filters: dict, as_json: bool) -> None:
+    """Questions from stdin until /quit or end of input; each turn sees the history."""
+    history: list[dict[str, str]] = []
+    click.echo("Ask a question (/clear forgets the history, /quit leaves).", err=True)
+    while True:
+        try:
+            line = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            click.echo(err=True)
+            return
+        if line in ("/quit", "/exit"):
+            return
+        if line == "/clear":
+            history.clear()
+            click.echo("history cleared", err=True)
+        elif line:
+            answer = _ask_once(engine, line, history, filters, as_json)
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": answer.text}]
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
@@ -249,22 +249,30 @@ def enhance(ctx, paths, output, per_item, limit):
     skipped, so a run can be interrupted and resumed. Approved entries ("approved": true)
     are added to the question side of their chunks by the next `bot ingest`.
     """
-    from bot.engine import Engine
     from bot.enhance import enhance as run_enhance
-    from bot.llm.server import llm_endpoint
 
     settings = load_settings(ctx.obj["root"])
     output = output or settings.ingest.enhanced_questions
     if output is None:
         raise click.UsageError("ingest.enhanced_questions is not set in bot.yml: pass --output FILE")
-    with llm_endpoint(settings, announce=lambda m: click.echo(m, err=True)) as url:
-        with Engine(settings, llm_url=url) as engine:
-            report = run_enhance(engine, list(paths) or None, output=output, per_item=per_item, limit=limit)
+    with _engine_with_llm(settings) as engine:
+        report = run_enhance(engine, list(paths) or None, output=output, per_item=per_item, limit=limit)
     click.echo(report.summary())
     click.echo(
         f'Review {output}: set "approved": true on the entries to keep (edit or delete their '
         "questions as needed), then run `bot ingest` to add them to the question side."
     )
+
+
+@contextmanager
+def _engine_with_llm(settings):
+    """An engine whose LLM is up for the block: llm.url, or the local server (started if needed)."""
+    from bot.engine import Engine
+    from bot.llm.server import llm_endpoint
+
+    with llm_endpoint(settings, announce=lambda message: click.echo(message, err=True)) as url:
+        with Engine(settings, llm_url=url) as engine:
+            yield engine
 
 
 def _ask_once(engine, question: str, history: list, filters: dict, as_json: bool):
@@ -332,25 +340,22 @@ def serve_llm(ctx, model_dir, served_name, host, port, max_model_len, dtype, gpu
     """
     from bot.llm.server import LLMServer
 
-    settings = load_settings(ctx.obj["root"])
-    local = settings.local_llm
-    served_name = served_name or settings.llm.model
-    server = LLMServer(
-        model_dir=model_dir or local.model_dir,
+    server = LLMServer.from_settings(
+        load_settings(ctx.obj["root"]),
+        model_dir=model_dir,
         served_name=served_name,
         host=host,
-        port=port or local.port,
-        max_model_len=max_model_len or local.max_model_len,
-        dtype=dtype or local.dtype,
-        enforce_eager=local.enforce_eager if eager is None else eager,
+        port=port,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        enforce_eager=eager,
         gpu_memory_utilization=gpu_memory_utilization,
         quantization=quantization,
         tensor_parallel_size=tensor_parallel_size,
         python=python,
-        startup_timeout=local.startup_timeout,
     )
     with server:
-        click.echo(f"serving {served_name} at {server.url} (log: {server.log_path}); Ctrl-C stops it")
+        click.echo(f"serving {server.served_name} at {server.url} (log: {server.log_path}); Ctrl-C stops it")
         try:
             while server.running():
                 time.sleep(1)
@@ -382,11 +387,6 @@ def _parse_filters(pairs) -> dict:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--filter")
         filters[name.strip()] = value.split(",") if "," in value else value
     return filters
-
-
-def _shorten(text: str, width: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def main() -> None:

@@ -27,19 +27,15 @@ from bot.lang import detect_language
 from bot.llm.budget import TokenCounter
 from bot.llm.client import LLMClient
 from bot.llm.prompts import Prompts
+from bot.llm.server import LLMServer
 from bot.retrieve import Retrieval, Retriever
 from bot.rewrite import QueryRewriter
 from bot.store.base import FilterValue, VectorStore
 from bot.store.factory import open_store
 
-__all__ = ["Engine", "local_llm_url"]
+__all__ = ["Engine"]
 
 T = TypeVar("T")
-
-
-def local_llm_url(settings: Settings) -> str:
-    """The base URL of the local demo LLM server (``bot serve-llm``)."""
-    return f"http://127.0.0.1:{settings.local_llm.port}/v1"
 
 
 class Engine:
@@ -51,7 +47,7 @@ class Engine:
     def __init__(self, settings: Settings, *, collection: str | None = None, llm_url: str | None = None):
         self.settings = settings
         self.collection = collection or settings.store.collection
-        self.llm_url = llm_url or settings.llm.url or local_llm_url(settings)
+        self.llm_url = llm_url or settings.llm.url or LLMServer.from_settings(settings).url
         self._retrieve_lock = threading.Lock()  # encoders and the embedded store serve one query at a time
         self._loop: asyncio.AbstractEventLoop | None = None
 

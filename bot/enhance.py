@@ -28,7 +28,7 @@ from bot.ingest.pipeline import Ingestor
 from bot.llm.client import LLMClient
 from bot.llm.prompts import Prompts
 
-__all__ = ["EnhanceReport", "enhance", "ask_questions", "parse_questions", "entry_for", "heading_of"]
+__all__ = ["EnhanceReport", "enhance", "ask_questions", "parse_questions", "entry_for"]
 
 #: Characters of a chunk's text shown in the review file.
 PREVIEW_CHARS = 200
@@ -118,7 +118,7 @@ def enhance(
 def ask_questions(llm: LLMClient, prompts: Prompts, chunk: Chunk, count: int) -> list[str]:
     """The LLM's questions for ``chunk`` (at most ``count``), cleaned by :func:`parse_questions`."""
     prompt = prompts.chat(
-        "enhance", chunk.language, text=chunk.text[:MAX_PROMPT_CHARS], heading=heading_of(chunk), count=count
+        "enhance", chunk.language, text=chunk.text[:MAX_PROMPT_CHARS], heading=chunk.heading, count=count
     )
     completion = llm.complete(prompt.messages, max_tokens=TOKENS_PER_QUESTION * count + 16, temperature=0.2)
     return parse_questions(completion.text, original=chunk.question)[:count]
@@ -147,18 +147,11 @@ def entry_for(chunk: Chunk, questions: Iterable[str]) -> dict:
         "source": chunk.source,
         "kind": chunk.kind,
         "language": chunk.language,
-        "heading": heading_of(chunk),
+        "heading": chunk.heading,
         "text": chunk.text[:PREVIEW_CHARS],
         "questions": list(questions),
         "approved": False,
     }
-
-
-def heading_of(chunk: Chunk) -> str:
-    """What the chunk is about: the FAQ question, else "title > section"."""
-    if chunk.question:
-        return chunk.question
-    return " > ".join(part for part in (chunk.title, chunk.section) if part)
 
 
 def done_chunk_ids(path: Path) -> set[str]:

@@ -23,6 +23,7 @@ from bot.citations import CitationFilter, attribute
 from bot.config import GenerationSettings
 from bot.decide import Decision, Level
 from bot.errors import LLMError
+from bot.lang import shorten
 from bot.llm.budget import TokenCounter
 from bot.llm.client import LLMClient, StreamStats
 from bot.llm.prompts import ChatPrompt, Prompts
@@ -52,8 +53,7 @@ class Passage:
 
     @property
     def excerpt(self) -> str:
-        text = " ".join(self.text.split())
-        return text if len(text) <= _EXCERPT_CHARS else text[: _EXCERPT_CHARS - 1] + "…"
+        return shorten(self.text, _EXCERPT_CHARS)
 
 
 @dataclass(frozen=True)
@@ -170,13 +170,7 @@ class Generator:
 
     def passages(self, hits: list[Hit]) -> list[Passage]:
         """Hits as numbered passages (an FAQ item is headed by its question)."""
-        passages = []
-        for number, hit in enumerate(hits, start=1):
-            heading = hit.question or " > ".join(
-                part for part in (hit.title, hit.payload.get("section", "")) if part
-            )
-            passages.append(Passage(number, heading, hit.text, hit))
-        return passages
+        return [Passage(number, hit.heading, hit.text, hit) for number, hit in enumerate(hits, start=1)]
 
     def batches(self, passages: list[Passage], template_tokens: int) -> list[list[Passage]]:
         """Passages in rank order packed into prompts that fit the context; the first batch

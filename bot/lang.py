@@ -1,10 +1,10 @@
-"""Language detection and token estimates for Chinese and English text."""
+"""Language detection, token estimates and display helpers for Chinese and English text."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["detect_language", "estimate_tokens", "is_cjk"]
+__all__ = ["detect_language", "estimate_tokens", "is_cjk", "shorten"]
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
@@ -29,3 +29,9 @@ def estimate_tokens(text: str) -> int:
     cjk = len(_CJK.findall(text))
     words = len(_WORD.findall(_CJK.sub(" ", text)))
     return cjk + int(words * 1.3 + 0.999)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` on one line (runs of whitespace as one space), cut to ``width`` characters with "…"."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

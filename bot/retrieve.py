@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from bot.config import ROUTES, RetrievalSettings
 from bot.embed.base import DenseEncoder, SparseEncoder
+from bot.ingest.documents import heading
 from bot.store.base import FilterValue, RouteQuery, ScoredId, VectorStore
 
 __all__ = ["Hit", "Retrieval", "Retriever", "payload_filters", "DENSE_ROUTES"]
@@ -58,6 +59,11 @@ class Hit:
     @property
     def source(self) -> str:
         return self.payload.get("source", "")
+
+    @property
+    def heading(self) -> str:
+        """The FAQ question, else "title > section"."""
+        return heading(self.question, self.title, self.payload.get("section", ""))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON output and traces."""

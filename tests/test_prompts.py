@@ -4,7 +4,6 @@ sandboxing, overrides and the fixed messages. No LLM involved."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import jinja2
 import pytest

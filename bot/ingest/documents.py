@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Table", "Block", "FaqItem", "ParsedDocument", "Chunk", "ChunkKind"]
+__all__ = ["Table", "Block", "FaqItem", "ParsedDocument", "Chunk", "ChunkKind", "heading"]
 
 ChunkKind = Literal["faq", "passage", "table_row"]
+
+
+def heading(question: str, title: str, section: str) -> str:
+    """What a chunk is about, as shown to people and the LLM: an FAQ item's question, else
+    "title > section" (either part may be missing)."""
+    return question or " > ".join(part for part in (title, section) if part)
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,15 @@ class Chunk:
         return "\n".join(q for q in (self.question, *self.generated_questions) if q)
 
     @property
+    def heading(self) -> str:
+        """The FAQ question, else "title > section"."""
+        return heading(self.question, self.title, self.section)
+
+    @property
     def content_for_embedding(self) -> str:
         """The content side as embedded, with its context: the question of an FAQ answer,
         the title and section of a passage."""
         if self.kind == "faq":
             return f"{self.question}\n{self.text}" if self.question else self.text
-        heading = " > ".join(part for part in (self.title, self.section) if part)
-        return f"{heading}\n{self.text}" if heading else self.text
+        context = heading("", self.title, self.section)
+        return f"{context}\n{self.text}" if context else self.text

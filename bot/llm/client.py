@@ -154,13 +154,6 @@ class LLMClient:
         except httpx.HTTPError as exc:  # the connection broke while the stream was being read
             raise self._translate(exc) from exc
 
-    def models(self) -> list[str]:
-        """The model names the server serves."""
-        try:
-            return [model.id for model in self._sync.models.list()]
-        except openai.APIError as exc:
-            raise self._translate(exc) from exc
-
     async def aclose(self) -> None:
         """Close both HTTP connection pools."""
         self._sync.close()

@@ -82,6 +82,25 @@ class LLMServer:
         self._log: IO[bytes] | None = None
         self._started_at: float | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> "LLMServer":
+        """The local server ``bot.yml`` (``local_llm``) and ``endpoints.yml`` (``llm.model``)
+        describe; keyword arguments that are not None override them."""
+        local = settings.local_llm
+        options = dict(
+            model_dir=local.model_dir,
+            served_name=settings.llm.model,
+            port=local.port,
+            max_model_len=local.max_model_len,
+            dtype=local.dtype,
+            enforce_eager=local.enforce_eager,
+            startup_timeout=local.startup_timeout,
+            python=settings.root / ".venv-llm" / "bin" / "python",
+            log_path=settings.data_dir / "llm.log",
+        )
+        options.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**options)
+
     @property
     def url(self) -> str:
         """The OpenAI-compatible base URL, e.g. ``http://127.0.0.1:8010/v1``."""
@@ -316,16 +335,7 @@ def llm_endpoint(settings: Settings, announce: Callable[[str], None] = lambda me
     if settings.llm.url:
         yield settings.llm.url
         return
-    local = settings.local_llm
-    server = LLMServer(
-        model_dir=local.model_dir,
-        served_name=settings.llm.model,
-        port=local.port,
-        max_model_len=local.max_model_len,
-        dtype=local.dtype,
-        enforce_eager=local.enforce_eager,
-        startup_timeout=local.startup_timeout,
-    )
+    server = LLMServer.from_settings(settings)
     if server.serves_model():
         yield server.url
         return

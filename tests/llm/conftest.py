@@ -8,6 +8,8 @@ real server.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kb_project import copy_project, engine_for, ingested_template

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import re
 
-import pytest
-
 from bot.decide import Level
 from bot.generate import AnswerDone, TextDelta
 from vllm_server import free_port, start_server
