@@ -99,5 +99,9 @@ class LLMResponseError(LLMError):
     """The server answered with an error status the other classes do not cover."""
 
 
-class LLMServerError(LLMError):
+class ServiceError(BotError):
+    """A service the bot runs in a child process failed to start, died, or was not ready in time."""
+
+
+class LLMServerError(LLMError, ServiceError):
     """The local LLM server failed to start, died, or did not become ready in time."""

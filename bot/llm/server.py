@@ -12,20 +12,16 @@ environment and talks to it over HTTP (OpenAI-compatible API).
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import time
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import httpx
 
 from bot.config import Settings, find_project_root
 from bot.errors import ConfigError, LLMServerError
+from bot.process import ManagedProcess, port_in_use
 
 __all__ = ["LLMServer", "LLMServerError", "INSTALL_HINT", "llm_endpoint"]
 
@@ -78,9 +74,7 @@ class LLMServer:
         self.log_path = _resolve(log_path, root) if log_path else root / ".bot" / "llm.log"
         self.startup_timeout = startup_timeout
         self._root = root
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._started_at: float | None = None
+        self._service: ManagedProcess | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "LLMServer":
@@ -110,7 +104,7 @@ class LLMServer:
     @property
     def pid(self) -> int | None:
         """The server process's id while it runs."""
-        return self._process.pid if self._process else None
+        return self._service.pid if self._service else None
 
     def command(self) -> list[str]:
         """The command line that starts the server."""
@@ -147,29 +141,18 @@ class LLMServer:
 
     def start(self) -> LLMServer:
         """Start the server process (returns at once; see ``wait_ready``)."""
-        if self._process is not None and self._process.poll() is None:
-            raise LLMServerError(f"the LLM server is already running (pid {self._process.pid})")
+        if self.running():
+            raise LLMServerError(f"the LLM server is already running (pid {self.pid})")
         self._check_installed()
-        if _port_in_use(self.host, self.port):
+        if port_in_use(self.host, self.port):
             raise LLMServerError(
                 f"port {self.port} on {self.host} is already in use: stop what listens there or pick another port"
             )
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
-        self._started_at = time.monotonic()
-        try:
-            self._process = subprocess.Popen(
-                self.command(),
-                env=self.environment(),
-                cwd=self._root,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() also ends vLLM's engine process
-            )
-        except OSError as exc:
-            self._close_log()
-            raise LLMServerError(f"cannot start {self.python}: {exc}") from exc
+        self._service = ManagedProcess(
+            "LLM server", self.command(), log_path=self.log_path, env=self.environment(), cwd=self._root,
+            error=LLMServerError,
+        )  # fmt: skip
+        self._service.start()
         return self
 
     def wait_ready(self, timeout: float | None = None) -> float:
@@ -177,56 +160,25 @@ class LLMServer:
 
         Raises ``LLMServerError`` with the end of the log when the process exits or time runs out.
         """
-        if self._process is None or self._started_at is None:
+        if self._service is None:
             raise LLMServerError("the LLM server was not started: call start() first")
         timeout = self.startup_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=5.0) as client:
-            while True:
-                code = self._process.poll()
-                if code is not None:
-                    raise LLMServerError(
-                        f"the LLM server exited with code {code} before it was ready. "
-                        f"Last lines of {self.log_path}:\n{self.log_tail()}"
-                    )
-                if self.serves_model(client):
-                    return time.monotonic() - self._started_at
-                if time.monotonic() >= deadline:
-                    raise LLMServerError(
-                        f"the LLM server was not ready after {timeout:.0f}s. "
-                        f"Last lines of {self.log_path}:\n{self.log_tail()}"
-                    )
-                time.sleep(0.5)
+        return self._service.wait_ready(self.serves_model, timeout)
 
     def stop(self, grace: float = 30.0) -> None:
         """Ask the server to shut down, kill it after ``grace`` seconds; safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    _kill_group(process.pid)
-                    process.wait(timeout=10)
-            # vLLM's engine and worker processes end with the server; kill any left behind.
-            if not _wait_group_gone(process.pid, timeout=10.0):
-                _kill_group(process.pid)
-                _wait_group_gone(process.pid, timeout=5.0)
-        self._close_log()
+        if self._service is not None:
+            self._service.stop(grace)
 
     def running(self) -> bool:
         """Whether the server process is alive (not whether it is ready)."""
-        return self._process is not None and self._process.poll() is None
+        return self._service is not None and self._service.running()
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the server's log."""
-        try:
-            with open(self.log_path, "rb") as log:
-                tail = deque(log, maxlen=lines)
-        except OSError:
-            return "(no log)"
-        return b"".join(tail).decode("utf-8", errors="replace").rstrip()
+        if self._service is None:
+            return ManagedProcess("LLM server", [], log_path=self.log_path).log_tail(lines)
+        return self._service.log_tail(lines)
 
     def __enter__(self) -> LLMServer:
         self.start()
@@ -271,11 +223,6 @@ class LLMServer:
         except (httpx.HTTPError, ValueError):
             return False
 
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
 
 def _resolve(path: Path | str, root: Path) -> Path:
     path = Path(path).expanduser()
@@ -291,37 +238,6 @@ def _cpu_bind() -> str:
             break
         last = cpu
     return f"{cpus[0]}-{last}"
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    try:
-        with socket.create_connection((target, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    """Wait until no process is left in the group; whether it emptied in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @contextmanager
