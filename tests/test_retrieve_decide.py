@@ -17,7 +17,7 @@ from bot.errors import ConfigError
 from bot.ingest.documents import Chunk
 from bot.evaluate import choose_thresholds
 from bot.retrieve import DENSE_ROUTES, Hit, Retrieval
-from bot.store.base import ScoredId
+from bot.store.base import OrMissing, ScoredId
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,14 @@ def test_filter_by_product_metadata(engine):
     both = engine.retrieve("battery", filters={"product": ["nimbus-pen", "nimbus-note"]}, top_k=10).hits
     assert {h.item_id for h in both} == {row[0] for row in kb.FAQ_ROWS}  # documents have no product
     assert engine.retrieve("battery", filters={"product": "nimbus-car"}).hits == []
+
+
+def test_a_product_scope_keeps_documents_without_a_product(engine):
+    hits = engine.retrieve("battery", filters={"product": OrMissing("nimbus-note")}, top_k=20).hits
+    products = {h.item_id: h.payload["metadata"].get("product") for h in hits}
+    notes = {row[0] for row in kb.FAQ_ROWS if row[3] == "nimbus-note"}
+    assert notes <= set(products) and set(products.values()) == {"nimbus-note", None}
+    assert None in products.values()  # the guide and the shipping text name no product
 
 
 def test_filter_by_language(engine):

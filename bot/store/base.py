@@ -22,9 +22,19 @@ __all__ = [
     "SearchResult",
     "VectorStore",
     "FilterValue",
+    "OrMissing",
 ]
 
-FilterValue = str | int | bool | Sequence[str] | Sequence[int]
+
+@dataclass(frozen=True)
+class OrMissing:
+    """A filter value that also lets through items without the field, e.g. a product scope that
+    keeps general documents: ``{"metadata.product": OrMissing("nimbus-pen")}``."""
+
+    value: str | int | bool | Sequence[str] | Sequence[int]
+
+
+FilterValue = str | int | bool | Sequence[str] | Sequence[int] | OrMissing
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from bot.errors import StoreError
 from bot.store.base import (
     CollectionSchema,
     FilterValue,
+    OrMissing,
     RouteQuery,
     ScoredId,
     SearchResult,
@@ -202,9 +203,12 @@ def _filter(filters: Mapping[str, FilterValue] | None) -> "qe.Filter | None":
         return None
     conditions = []
     for key, value in filters.items():
+        or_missing = isinstance(value, OrMissing)
+        value = value.value if or_missing else value
         if isinstance(value, (list, tuple, set, frozenset)):
             match = qe.MatchAny(list(value))
         else:
             match = qe.MatchValue(value)
-        conditions.append(qe.FieldCondition(key=key, match=match))
+        condition = qe.FieldCondition(key=key, match=match)
+        conditions.append(qe.Filter(should=[condition, qe.IsEmptyCondition(key=key)]) if or_missing else condition)
     return qe.Filter(must=conditions)

@@ -15,6 +15,7 @@ from bot.errors import StoreError
 from bot.store.base import (
     CollectionSchema,
     FilterValue,
+    OrMissing,
     RouteQuery,
     ScoredId,
     SearchResult,
@@ -203,9 +204,15 @@ def _filter(filters: Mapping[str, FilterValue] | None) -> models.Filter | None:
         return None
     conditions = []
     for key, value in filters.items():
+        or_missing = isinstance(value, OrMissing)
+        value = value.value if or_missing else value
         if isinstance(value, (list, tuple, set, frozenset)):
             match = models.MatchAny(any=list(value))
         else:
             match = models.MatchValue(value=value)
-        conditions.append(models.FieldCondition(key=key, match=match))
+        condition = models.FieldCondition(key=key, match=match)
+        if or_missing:
+            missing = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+            condition = models.Filter(should=[condition, missing])
+        conditions.append(condition)
     return models.Filter(must=conditions)

@@ -16,7 +16,7 @@ import pytest
 
 from bot.embed.base import SparseVector
 from bot.errors import StoreError, StoreLockedError
-from bot.store.base import CollectionSchema, RouteQuery, StoredPoint
+from bot.store.base import CollectionSchema, OrMissing, RouteQuery, StoredPoint
 from bot.store.edge import EdgeStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -339,6 +339,14 @@ def test_filter_on_nested_metadata(filled):
         for hits in result.routes.values() for h in hits
     )
     assert ids(search(filled, all_routes(), filters={"metadata.topic": ["refund", "hardware"]})) == {pid(1), pid(2)}
+
+
+def test_or_missing_filter_keeps_items_without_the_field(filled):
+    # points 1 and 2 have topics refund and hardware; points 3 and 4 have none
+    assert ids(search(filled, all_routes(), filters={"metadata.topic": OrMissing("refund")})) == {pid(1), pid(3), pid(4)}
+    assert ids(search(filled, all_routes(), filters={"metadata.topic": OrMissing(["hardware"])})) == {pid(2), pid(3), pid(4)}
+    strict = search(filled, all_routes(), filters={"metadata.topic": "refund"})
+    assert ids(strict) == {pid(1)}
 
 
 def test_filter_without_match_gives_nothing(filled):
