@@ -1,10 +1,12 @@
-"""The ``bot`` command: ingest, search, eval, calibrate, ask, enhance. Known errors become one clean line."""
+"""The ``bot`` command: chat, serve, ingest, search, eval, calibrate, ask, enhance, serve-llm.
+Known errors become one clean line."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -296,15 +298,13 @@ def _ask_once(engine, question: str, history: list, filters: dict, as_json: bool
     if answer.text != shown:  # not streamed (sources only, refusal) or replaced after an LLM failure
         click.echo(("\n" if shown else "") + answer.text, nl=False)
     click.echo()
-    _print_answer_footer(answer)
+    _print_answer_footer(answer, engine.generator.sources_block(answer))
     return answer
 
 
-def _print_answer_footer(answer) -> None:
-    if answer.citations:
-        click.echo("\n来源：" if answer.language == "zh" else "\nSources:")
-        for citation in answer.citations:
-            click.echo(f"  [{citation.number}] {citation.title} — {citation.link}")
+def _print_answer_footer(answer, sources: str) -> None:
+    if sources:
+        click.echo("\n" + sources)
     decision = answer.decision
     score = "none" if decision.score is None else f"{decision.score:.3f}"
     parts = [f"decision: {answer.level.value} ({decision.signal} {score})"]
@@ -316,6 +316,64 @@ def _print_answer_footer(answer) -> None:
     if answer.error:
         parts.append(f"LLM error: {answer.error}")
     click.secho(" · ".join(parts), fg="bright_black", err=True)
+
+
+@cli.command()
+@click.option("--no-llm", is_flag=True, help="Run without an LLM: knowledge answers list their sources.")
+@click.option("--retrain", is_flag=True, help="Train the Rasa model even if its inputs did not change.")
+@click.pass_context
+@_clean_errors
+def chat(ctx, no_llm, retrain):
+    """Chat with the assistant in this terminal (rasa shell).
+
+    Trains the Rasa model if data/, domain.yml or config.yml changed, ingests knowledge/ if it
+    changed, starts the LLM (unless --no-llm) and the action server, and stops them on exit.
+    """
+    from bot.assistant import assistant_services, model_path, rasa_command, rasa_environment, train_if_changed
+
+    settings = load_settings(ctx.obj["root"])
+    if retrain:
+        train_if_changed(settings, _announce, force=True)
+    with assistant_services(settings, use_llm=not no_llm, announce=_announce):
+        _announce("opening rasa shell: type a message, /stop (or Ctrl-C) to leave")
+        shell = rasa_command("shell", "--model", str(model_path(settings.root)), "--endpoints", "endpoints.yml")
+        try:
+            subprocess.run(shell, cwd=settings.root, env=rasa_environment(settings))
+        except KeyboardInterrupt:
+            pass
+    _announce("stopped")
+
+
+@cli.command()
+@click.option("--port", type=int, default=5005, show_default=True, help="Port of Rasa's channels (REST, socket.io).")
+@click.option("--no-llm", is_flag=True, help="Run without an LLM: knowledge answers list their sources.")
+@click.pass_context
+@_clean_errors
+def serve(ctx, port, no_llm):
+    """Serve the assistant on the channels in credentials.yml (rasa run), until Ctrl-C.
+
+    Prepares and starts everything as `bot chat` does, then `rasa run` instead of the shell.
+    """
+    from bot.assistant import assistant_services, rasa_ready, rasa_server
+
+    settings = load_settings(ctx.obj["root"])
+    with assistant_services(settings, use_llm=not no_llm, announce=_announce):
+        server = rasa_server(settings, port=port)
+        server.start()
+        try:
+            server.wait_ready(rasa_ready(port), timeout=300)
+            _announce(f"serving at http://localhost:{port} (REST: /webhooks/rest/webhook); Ctrl-C stops")
+            while server.running():
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return
+        finally:
+            server.stop()
+        raise click.ClickException(f"rasa run exited on its own:\n{server.log_tail()}")
+
+
+def _announce(message: str) -> None:
+    click.secho(f"[bot] {message}", fg="cyan", err=True)
 
 
 @cli.command("serve-llm")

@@ -172,6 +172,8 @@ class GenerationSettings:
     history_turns: int = 3  # question/answer pairs the rewriter sees
     tokenizer_path: Path | None = Path("models/qwen2.5-coder-0.5b-instruct")
     prompts_dir: Path | None = None  # templates here override the built-in ones by name
+    use_llm: bool = True  # False: no LLM calls at all (no rewrite; sources-only answers)
+    max_question_chars: int = 2000  # longer messages are declined with a clear reply
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Mapping, Sequence, TypeVar
 
+from sqlalchemy.engine import Engine as SqlEngine
+
 from bot.config import Settings
 from bot.decide import Decision, decide
 from bot.embed import DenseEncoder, SparseEncoder, build_encoders
@@ -60,10 +62,15 @@ class Engine:
         return open_store(self.settings.store, self.collection)
 
     @cached_property
-    def manifest(self) -> Manifest:
+    def sql(self) -> SqlEngine:
+        """The SQL database (manifest, feedback), migrated to the current schema."""
         from bot.db import connect
 
-        return Manifest(connect(self.settings.sql.url, self.settings.root), self.collection)
+        return connect(self.settings.sql.url, self.settings.root)
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        return Manifest(self.sql, self.collection)
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -140,7 +147,8 @@ class Engine:
         """
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        query = await self.rewriter.rewrite(question, history) if history else question
+        use_llm = self.settings.generation.use_llm
+        query = await self.rewriter.rewrite(question, history) if history and use_llm else question
         timings["rewrite"] = time.perf_counter() - started
         retrieval = await asyncio.to_thread(self.retrieve, query, filters)
         timings.update(retrieval.timings)
@@ -151,6 +159,19 @@ class Engine:
                 event.answer.timings = {**timings, **event.answer.timings, "total": time.perf_counter() - started}
             yield event
 
+    async def answer_async(
+        self,
+        question: str,
+        *,
+        history: Sequence[Mapping[str, str]] = (),
+        filters: Mapping[str, FilterValue] | None = None,
+    ) -> Answer:
+        """The whole answer to one turn; see :meth:`answer_stream`."""
+        async for event in self.answer_stream(question, history=history, filters=filters):
+            if isinstance(event, AnswerDone):
+                return event.answer
+        raise AssertionError("answer_stream ended without AnswerDone")
+
     def answer(
         self,
         question: str,
@@ -158,15 +179,8 @@ class Engine:
         history: Sequence[Mapping[str, str]] = (),
         filters: Mapping[str, FilterValue] | None = None,
     ) -> Answer:
-        """The whole answer to one turn (blocking); see :meth:`answer_stream`."""
-
-        async def run() -> Answer:
-            async for event in self.answer_stream(question, history=history, filters=filters):
-                if isinstance(event, AnswerDone):
-                    return event.answer
-            raise AssertionError("answer_stream ended without AnswerDone")
-
-        return self.run(run())
+        """The whole answer to one turn, from blocking code; see :meth:`answer_stream`."""
+        return self.run(self.answer_async(question, history=history, filters=filters))
 
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run a coroutine to completion from blocking code, always on this engine's own event

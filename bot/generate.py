@@ -161,12 +161,23 @@ class Generator:
                 topics=self.prompts.message("topics", language),
                 suggestions=[p.hit.question for p in passages if p.hit.question][:3],
             )
-        elif decision.level is Level.SOURCES_ONLY:
+        elif decision.level is Level.SOURCES_ONLY or not self.settings.use_llm:
+            answer.level = Level.SOURCES_ONLY
             self._sources_only(answer, passages)
         else:
             async for delta in self._generate(answer, passages):
                 yield TextDelta(delta)
         yield AnswerDone(answer)
+
+    def sources_block(self, answer: Answer) -> str:
+        """The cited sources as lines for a chat message ("Sources:" then "[n] title — link");
+        empty when nothing is cited (sources-only answers list theirs in the text)."""
+        if not answer.citations:
+            return ""
+        heading = self.prompts.message("sources_heading", answer.language)
+        lines = [f"[{c.number}] {c.title} — {c.link}" for c in answer.citations]
+        colon = "：" if answer.language.startswith("zh") else ":"
+        return "\n".join([heading + colon, *lines])
 
     def passages(self, hits: list[Hit]) -> list[Passage]:
         """Hits as numbered passages (an FAQ item is headed by its question)."""

@@ -23,8 +23,14 @@ def m001_manifest(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def m002_feedback(conn: Connection) -> None:
+    """Users' feedback on answered turns."""
+    schema.feedback.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_manifest", m001_manifest),
+    ("m002_feedback", m002_feedback),
 ]
 
 

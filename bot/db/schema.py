@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Integer, MetaData, SmallInteger, String, Table, Text
 
-__all__ = ["metadata", "collections", "documents", "chunks", "migrations"]
+__all__ = ["metadata", "collections", "documents", "chunks", "migrations", "feedback"]
 
 metadata = MetaData()
 
@@ -49,4 +49,16 @@ chunks = Table(
     Column("source", String(1000), nullable=False, index=True),
     Column("item_id", String(500), nullable=False),
     Column("payload_hash", String(64), nullable=False),
+)
+
+#: One row per thumbs up or down: the conversation, and the answered turn it refers to.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("conversation_id", String(200), nullable=False, index=True),
+    Column("turn_id", String(64), index=True),  # None: no answer to refer to yet
+    Column("rating", SmallInteger, nullable=False),  # +1 or -1
+    Column("comment", Text),
+    Column("created_at", DateTime, nullable=False),
 )
