@@ -45,3 +45,31 @@ def reranker_test_model(minilm_dir: Path, tmp_path_factory: pytest.TempPathFacto
     AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=1).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(folder)
     return folder
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Figures tests report (name -> text), printed at the end of the run (pytest_terminal_summary).
+FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def figures() -> dict[str, str]:
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("measured")
+        for name, text in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {text}")
+
+
+@pytest.fixture(scope="session")
+def rasa_model() -> Path:
+    """The assistant's Rasa model, trained from the repository's config, domain and data if
+    they changed since the last training (as `bot chat` does)."""
+    from bot.assistant import model_path, train_if_changed
+    from bot.config import load_settings
+
+    train_if_changed(load_settings(REPO), announce=print)
+    return model_path(REPO)

@@ -1,0 +1,70 @@
+"""Per-message language detection, clearing the history, and feedback on answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.runtime import get_engine
+from bot.errors import BotError
+from bot.feedback import record_feedback
+from bot.lang import detect_language
+
+__all__ = ["ActionDetectLanguage", "ActionClearHistory", "ActionRecordFeedback"]
+
+logger = logging.getLogger(__name__)
+
+
+class ActionDetectLanguage(Action):
+    """Fills the ``language`` slot from each user message (its custom slot mapping), so canned
+    responses come in the user's language. Text without letters keeps the language as it was."""
+
+    def name(self) -> str:
+        return "action_detect_language"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        text = tracker.latest_message.get("text") or ""
+        if text.startswith("/") or not any(ch.isalpha() for ch in text):  # intent payloads, emoji
+            return []
+        language = detect_language(text)
+        return [] if language == tracker.get_slot("language") else [SlotSet("language", language)]
+
+
+class ActionClearHistory(Action):
+    """Forgets the knowledge turns (the rewriter's history) and the product scope."""
+
+    def name(self) -> str:
+        return "action_clear_history"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        dispatcher.utter_message(response="utter_history_cleared")
+        return [SlotSet("kb_history", None), SlotSet("kb_turn_id", None), SlotSet("product", None)]
+
+
+class ActionRecordFeedback(Action):
+    """Stores a thumbs up or down on the last answered turn (``kb_turn_id``), then thanks the user."""
+
+    def name(self) -> str:
+        return "action_record_feedback"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        positive = tracker.latest_message.get("intent", {}).get("name") == "feedback_positive"
+        comment = tracker.latest_message.get("text")
+        try:
+            engine = await get_engine()
+            await asyncio.to_thread(
+                record_feedback,
+                engine.sql,
+                tracker.sender_id,
+                tracker.get_slot("kb_turn_id"),
+                1 if positive else -1,
+                comment,
+            )
+        except BotError as exc:  # the thanks still goes out; the rating is logged instead
+            logger.error("feedback not stored (%s): %s %s", exc, tracker.sender_id, positive)
+        dispatcher.utter_message(response="utter_feedback_positive" if positive else "utter_feedback_negative")
+        return []

@@ -1,0 +1,109 @@
+"""``action_answer_from_knowledge``: rewrite -> retrieve -> decide -> generate, then reply."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.runtime import get_engine
+from bot.errors import BotError
+from bot.generate import Answer
+from bot.lang import detect_language
+from bot.llm.prompts import Prompts
+from bot.store.base import OrMissing
+
+__all__ = ["ActionAnswerFromKnowledge", "product_filters", "sensitive_guess", "SENSITIVE_RESPONSES"]
+
+logger = logging.getLogger(__name__)
+
+#: The ``product`` slot value that means "every product" (no filter).
+ALL_PRODUCTS = "all"
+
+#: Sensitive intents (data/rules.yml) and their canned responses. A message NLU was unsure
+#: about (nlu_fallback) whose best guess is one of these gets the canned response, not the LLM.
+SENSITIVE_RESPONSES = {
+    "refund_request": "utter_refund_request",
+    "account_security": "utter_account_security",
+    "billing_dispute": "utter_billing_dispute",
+    "legal_compliance": "utter_legal_compliance",
+}
+
+
+def sensitive_guess(latest_message: dict) -> str | None:
+    """The sensitive intent NLU ranked first among the real intents (ignoring nlu_fallback), if any."""
+    ranking = [i for i in latest_message.get("intent_ranking") or [] if i.get("name") != "nlu_fallback"]
+    best = ranking[0]["name"] if ranking else None
+    return best if best in SENSITIVE_RESPONSES else None
+
+
+def product_filters(product: str | None) -> dict[str, OrMissing]:
+    """The retrieval filter for the ``product`` slot: items of that product and items that name
+    no product (general documents); no filter for no product or ``all``."""
+    if not product or product == ALL_PRODUCTS:
+        return {}
+    return {"product": OrMissing(product)}
+
+
+class ActionAnswerFromKnowledge(Action):
+    """Answers the latest user message from the knowledge, with citations, or refuses."""
+
+    def name(self) -> str:
+        return "action_answer_from_knowledge"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        question = (tracker.latest_message.get("text") or "").strip()
+        language = tracker.get_slot("language") or detect_language(question)
+        sensitive = sensitive_guess(tracker.latest_message)
+        if sensitive:
+            dispatcher.utter_message(response=SENSITIVE_RESPONSES[sensitive])
+            return []
+        try:
+            engine = await get_engine()
+        except BotError as exc:
+            logger.error("knowledge engine unavailable: %s", exc)
+            dispatcher.utter_message(text=Prompts().message("engine_unavailable", language))
+            return []
+        messages = engine.prompts
+        limit = engine.settings.generation.max_question_chars
+        if len(question) > limit:
+            text = messages.message("question_too_long", language).format(length=len(question), limit=limit)
+            dispatcher.utter_message(text=text)
+            return []
+        history = tracker.get_slot("kb_history") or []
+        try:
+            answer = await engine.answer_async(
+                question, history=history, filters=product_filters(tracker.get_slot("product"))
+            )
+        except BotError as exc:
+            logger.error("knowledge turn failed: %s", exc)
+            dispatcher.utter_message(text=messages.message("engine_unavailable", language))
+            return []
+        turn_id = uuid.uuid4().hex
+        text = "\n\n".join(part for part in (answer.text, engine.generator.sources_block(answer)) if part)
+        if tracker.get_latest_input_channel() == "cmdline":  # rasa shell would print the JSON
+            dispatcher.utter_message(text=text)
+        else:
+            dispatcher.utter_message(text=text, json_message=_structured(answer, turn_id))
+        turns = engine.settings.generation.history_turns
+        history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+        return [SlotSet("kb_history", history[-2 * turns :]), SlotSet("kb_turn_id", turn_id)]
+
+
+def _structured(answer: Answer, turn_id: str) -> dict[str, Any]:
+    """What a channel needs to render the answer: text, level, citations, sources."""
+    return {
+        "type": "knowledge_answer",
+        "turn_id": turn_id,
+        "text": answer.text,
+        "level": answer.level.value,
+        "language": answer.language,
+        "citations": [c.as_dict() for c in answer.citations],
+        "sources": [c.as_dict() for c in answer.sources],
+        "notice": answer.notice,
+        "query": answer.query,
+    }

@@ -1,0 +1,179 @@
+"""Run the Rasa assistant: train the model if its inputs changed, ingest the knowledge if it
+changed, bring up the LLM and the action server, then a channel (``rasa shell`` or ``rasa run``).
+
+    with assistant_services(settings, use_llm=True, announce=print):
+        subprocess.run(rasa_command("shell", "--model", str(model_path(settings.root))))
+
+Everything started here is stopped when the block ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+
+from bot.config import Settings
+from bot.errors import ServiceError
+from bot.process import ManagedProcess, port_in_use
+
+__all__ = [
+    "ACTION_PORT",
+    "assistant_services",
+    "model_path",
+    "rasa_command",
+    "rasa_environment",
+    "rasa_server",
+    "train_if_changed",
+]
+
+#: Where endpoints.yml's action_endpoint points.
+ACTION_PORT = 5055
+#: What a Rasa model is trained from, relative to the project root.
+RASA_INPUTS = ("config.yml", "domain.yml", "data")
+MODEL_NAME = "assistant"
+
+Announce = Callable[[str], None]
+
+
+def model_path(root: Path) -> Path:
+    """The trained Rasa model (``rasa train --fixed-model-name assistant``)."""
+    return root / "models" / f"{MODEL_NAME}.tar.gz"
+
+
+def rasa_command(*args: str) -> list[str]:
+    """``rasa ARGS`` from this Python environment."""
+    return [str(Path(sys.executable).parent / "rasa"), *args]
+
+
+def rasa_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for Rasa processes: offline, no telemetry, this project's root."""
+    env = dict(os.environ)
+    env.update(
+        RASA_TELEMETRY_ENABLED="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", BOT_ROOT=str(settings.root)
+    )
+    env.update(extra)
+    return env
+
+
+def training_fingerprint(root: Path) -> str:
+    """A hash of everything a Rasa model is trained from (file names and contents)."""
+    digest = hashlib.sha256()
+    for name in RASA_INPUTS:
+        path = root / name
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.exists():
+                digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def train_if_changed(settings: Settings, announce: Announce, *, force: bool = False) -> bool:
+    """Train the Rasa model when ``config.yml``, ``domain.yml`` or ``data/`` changed since the
+    last training (or no model exists); returns whether it trained. Rasa's output is shown."""
+    root = settings.root
+    model, stamp = model_path(root), settings.data_dir / "rasa-model.sha256"
+    fingerprint = training_fingerprint(root)
+    if not force and model.is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint:
+        return False
+    announce("training the Rasa model (data/, domain.yml or config.yml changed, or no model yet)")
+    command = rasa_command(
+        "train", "--config", "config.yml", "--domain", "domain.yml", "--data", "data",
+        "--out", str(model.parent), "--fixed-model-name", MODEL_NAME,
+    )  # fmt: skip
+    result = subprocess.run(command, cwd=root, env=rasa_environment(settings))
+    if result.returncode != 0 or not model.is_file():
+        raise ServiceError(f"rasa train failed (exit code {result.returncode}); its output is above")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+    return True
+
+
+def ingest_if_changed(settings: Settings, announce: Announce) -> None:
+    """Bring the knowledge collection in line with ``knowledge/`` (unchanged files are skipped),
+    then let go of the store so the action server can own it."""
+    from bot.engine import Engine
+
+    announce("checking knowledge/ for changes")
+    with Engine(settings) as engine:
+        report = engine.ingest(progress=True)
+    announce(report.summary())
+
+
+def action_server(settings: Settings, *, port: int = ACTION_PORT, use_llm: bool = True) -> ManagedProcess:
+    """The action server (``rasa run actions``), not yet started; its log is ``.bot/actions.log``."""
+    return ManagedProcess(
+        "action server",
+        rasa_command("run", "actions", "--actions", "actions", "--port", str(port)),
+        log_path=settings.data_dir / "actions.log",
+        env=rasa_environment(settings, BOT_USE_LLM="true" if use_llm else "false"),
+        cwd=settings.root,
+    )
+
+
+def engine_ready(port: int) -> Callable[[httpx.Client], bool]:
+    """A readiness check for the action server: true once its engine is built; raises
+    :class:`ServiceError` at once when the build failed (e.g. the store is locked)."""
+
+    def check(client: httpx.Client) -> bool:
+        response = client.get(f"http://127.0.0.1:{port}/knowledge/ready")
+        body = response.json()
+        if body.get("error"):
+            raise ServiceError(f"the action server cannot build the knowledge engine: {body['error']}")
+        return response.status_code == 200
+
+    return check
+
+
+def rasa_server(settings: Settings, *, port: int, model: Path | None = None, endpoints: Path | None = None) -> ManagedProcess:
+    """``rasa run`` with the channels in ``credentials.yml`` (REST, socket.io), not yet started."""
+    command = rasa_command(
+        "run", "--model", str(model or model_path(settings.root)), "--port", str(port),
+        "--credentials", "credentials.yml", "--endpoints", str(endpoints or "endpoints.yml"), "--cors", "*",
+    )  # fmt: skip
+    return ManagedProcess(
+        "Rasa server", command, log_path=settings.data_dir / "rasa.log", env=rasa_environment(settings), cwd=settings.root
+    )
+
+
+def rasa_ready(port: int) -> Callable[[httpx.Client], bool]:
+    """A readiness check for ``rasa run``: the REST channel answers (the model is loaded first)."""
+    return lambda client: client.get(f"http://127.0.0.1:{port}/webhooks/rest/").status_code == 200
+
+
+@contextmanager
+def assistant_services(
+    settings: Settings,
+    *,
+    use_llm: bool = True,
+    announce: Announce = lambda message: None,
+    action_port: int = ACTION_PORT,
+    startup_timeout: float = 300.0,
+) -> Iterator[None]:
+    """Train if needed, ingest if needed, start the LLM (unless ``use_llm`` is false) and the
+    action server; stop what was started when the block ends."""
+    from bot.llm.server import llm_endpoint
+
+    train_if_changed(settings, announce)
+    ingest_if_changed(settings, announce)
+    if port_in_use("127.0.0.1", action_port):
+        raise ServiceError(
+            f"port {action_port} is in use: is another action server running? Stop it first "
+            "(the bot starts its own, which owns the embedded knowledge store)"
+        )
+    with ExitStack() as stack:
+        if use_llm:
+            stack.enter_context(llm_endpoint(settings, announce))
+        actions = action_server(settings, port=action_port, use_llm=use_llm)
+        announce(f"starting the action server on port {action_port} (log: {actions.log_path})")
+        actions.start()
+        stack.callback(actions.stop)
+        seconds = actions.wait_ready(engine_ready(action_port), startup_timeout)
+        announce(f"action server ready in {seconds:.0f} s")
+        yield
