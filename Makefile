@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: install llm test bench lock
+.PHONY: install llm chat serve test bench lock
 
 # The engine and Rasa (.venv), then the local LLM for CPU-only machines (.venv-llm + demo model).
 # BOT_SKIP_LLM=1 leaves the local LLM out (when endpoints.yml points llm.url at your own server).
@@ -15,6 +15,15 @@ install:
 # The local LLM alone (own environment + demo model, about 5 minutes; a rerun skips what is done).
 llm:
 	scripts/install_llm.sh
+
+# Chat in this terminal: trains and ingests if needed, starts the LLM and the action server.
+# NO_LLM=1 runs without an LLM (answers list their sources).
+chat:
+	$(VENV)/bot chat $(if $(NO_LLM),--no-llm)
+
+# The same, serving Rasa's REST and socket.io channels on port 5005 instead of a shell.
+serve:
+	$(VENV)/bot serve $(if $(NO_LLM),--no-llm)
 
 test:
 	$(VENV)/python -m pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
@@ -12,7 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.runtime import get_engine
 from bot.errors import BotError
 from bot.feedback import record_feedback
-from bot.lang import detect_language
+from bot.lang import detect_language, is_cjk
 
 __all__ = ["ActionDetectLanguage", "ActionClearHistory", "ActionRecordFeedback"]
 
@@ -21,17 +22,24 @@ logger = logging.getLogger(__name__)
 
 class ActionDetectLanguage(Action):
     """Fills the ``language`` slot from each user message (its custom slot mapping), so canned
-    responses come in the user's language. Text without letters keeps the language as it was."""
+    responses come in the user's language."""
 
     def name(self) -> str:
         return "action_detect_language"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         text = tracker.latest_message.get("text") or ""
-        if text.startswith("/") or not any(ch.isalpha() for ch in text):  # intent payloads, emoji
+        current = tracker.get_slot("language")
+        if text.startswith("/") or (current and not _tells_language(text)):
             return []
         language = detect_language(text)
-        return [] if language == tracker.get_slot("language") else [SlotSet("language", language)]
+        return [] if language == current else [SlotSet("language", language)]
+
+
+def _tells_language(text: str) -> bool:
+    """Whether a message says which language the user writes: Chinese characters, or two English
+    words. An order number, "ok" or an emoji keeps the language the conversation has."""
+    return any(is_cjk(ch) for ch in text) or len(re.findall(r"[A-Za-z]{2,}", text)) >= 2
 
 
 class ActionClearHistory(Action):

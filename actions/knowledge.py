@@ -104,6 +104,7 @@ def _structured(answer: Answer, turn_id: str) -> dict[str, Any]:
         "language": answer.language,
         "citations": [c.as_dict() for c in answer.citations],
         "sources": [c.as_dict() for c in answer.sources],
+        "declined": answer.declined,
         "notice": answer.notice,
         "query": answer.query,
     }

@@ -25,10 +25,14 @@ from bot.process import ManagedProcess, port_in_use
 
 __all__ = [
     "ACTION_PORT",
+    "action_server",
     "assistant_services",
+    "engine_ready",
+    "ingest_if_changed",
     "model_path",
     "rasa_command",
     "rasa_environment",
+    "rasa_ready",
     "rasa_server",
     "train_if_changed",
 ]

@@ -166,6 +166,7 @@ class GenerationSettings:
     max_context_tokens: int = 4096  # the model's context length (vLLM --max-model-len)
     max_answer_tokens: int = 512
     temperature: float = 0.1
+    repetition_penalty: float | None = None  # vLLM's sampling parameter (None: not sent)
     strategy: str = "stuff"  # stuff (one prompt) | refine (one call per batch of passages)
     passages: int = 5  # retrieved passages offered to the LLM
     refine_batches: int = 3  # at most this many prompts with strategy refine

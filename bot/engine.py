@@ -91,7 +91,9 @@ class Engine:
 
     @cached_property
     def llm(self) -> LLMClient:
-        return LLMClient.from_settings(self.settings.llm, self.llm_url)
+        penalty = self.settings.generation.repetition_penalty
+        extra = {"repetition_penalty": penalty} if penalty is not None else None
+        return LLMClient.from_settings(self.settings.llm, self.llm_url, extra_body=extra)
 
     @cached_property
     def prompts(self) -> Prompts:

@@ -1,7 +1,9 @@
 """Query rewriting: a follow-up question made explicit from the dialogue history.
 
 The rewritten question drives retrieval; the user's own question is what the LLM answers.
-Without history nothing is called. If the LLM fails, the question is used as it is.
+Without history nothing is called. If the LLM fails, the question is used as it is. When the
+LLM's question still refers back ("its battery", "它的电池", "And ...?"), as small models' often
+do, retrieval gets the previous question and this one together instead.
 
     rewriter = QueryRewriter(client, prompts, history_turns=3)
     await rewriter.rewrite("它多少钱？", history=[{"role": "user", "content": "云序智能笔是什么？"}, ...])
@@ -11,6 +13,7 @@ Without history nothing is called. If the LLM fails, the question is used as it 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Mapping, Sequence
 
 from bot.errors import LLMError
@@ -22,7 +25,14 @@ __all__ = ["QueryRewriter", "recent_history"]
 
 log = logging.getLogger(__name__)
 
-_MAX_MESSAGE_CHARS = 600  # long answers in the history are cut: the rewriter needs their subject
+_MAX_MESSAGE_CHARS = 300  # long answers in the history are cut: the rewriter needs their subject
+
+#: Words that make a question depend on the one before: pronouns, and openings like "And ...".
+_REFERS_BACK = re.compile(
+    r"\b(it|its|they|them|their)\b|^\s*(and|what about|how about)\b"
+    r"|它|它们|这个|那个|该产品|^\s*(那|那么|还有|另外)",
+    re.IGNORECASE,
+)
 
 
 def recent_history(history: Sequence[Mapping[str, str]], turns: int) -> list[dict[str, str]]:
@@ -55,8 +65,16 @@ class QueryRewriter:
             return question
         rewritten = _first_line(completion.text)
         if not rewritten or len(rewritten) > 2 * len(question) + 40:  # empty, or an answer/instructions
-            return question
+            rewritten = question
+        previous = [m["content"] for m in recent if m["role"] == "user"]
+        if previous and refers_back(rewritten):  # the LLM left the reference in place
+            return f"{previous[-1]} {rewritten}"
         return rewritten
+
+
+def refers_back(question: str) -> bool:
+    """Whether ``question`` leans on the conversation (a pronoun, or an opening like "And ...")."""
+    return bool(_REFERS_BACK.search(question))
 
 
 def _first_line(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 import httpx
 import openai
@@ -68,8 +68,11 @@ class LLMClient:
         connect_timeout: float = 3.0,
         read_timeout: float = 60.0,
         max_retries: int = 2,
+        extra_body: Mapping[str, Any] | None = None,
     ):
         self.base_url, self.model = base_url.rstrip("/"), model
+        #: Server-specific request fields sent with every call, e.g. vLLM's repetition_penalty.
+        self.extra_body = dict(extra_body) if extra_body else None
         options = dict(
             base_url=self.base_url,
             api_key=api_key or "EMPTY",  # vLLM without --api-key accepts any key
@@ -80,9 +83,12 @@ class LLMClient:
         self._async = openai.AsyncOpenAI(**options)
 
     @classmethod
-    def from_settings(cls, settings: LLMSettings, base_url: str | None = None) -> "LLMClient":
+    def from_settings(
+        cls, settings: LLMSettings, base_url: str | None = None, extra_body: Mapping[str, Any] | None = None
+    ) -> "LLMClient":
         """A client for ``settings`` (``base_url`` overrides ``settings.url``, e.g. the local server)."""
         return cls(
+            extra_body=extra_body,
             base_url=base_url or settings.url or "",
             model=settings.model,
             api_key=settings.api_key,
@@ -98,7 +104,8 @@ class LLMClient:
         started = time.perf_counter()
         try:
             response = self._sync.chat.completions.create(
-                model=self.model, messages=list(messages), max_tokens=max_tokens, temperature=temperature
+                model=self.model, messages=list(messages), max_tokens=max_tokens, temperature=temperature,
+                extra_body=self.extra_body,
             )
         except openai.APIError as exc:
             raise self._translate(exc) from exc
@@ -111,7 +118,8 @@ class LLMClient:
         started = time.perf_counter()
         try:
             response = await self._async.chat.completions.create(
-                model=self.model, messages=list(messages), max_tokens=max_tokens, temperature=temperature
+                model=self.model, messages=list(messages), max_tokens=max_tokens, temperature=temperature,
+                extra_body=self.extra_body,
             )
         except openai.APIError as exc:
             raise self._translate(exc) from exc
@@ -136,6 +144,7 @@ class LLMClient:
                 temperature=temperature,
                 stream=True,
                 stream_options={"include_usage": True},
+                extra_body=self.extra_body,
             )
             async for chunk in response:
                 if chunk.usage is not None:

@@ -204,7 +204,16 @@ def test_refund_form_rejects_an_invalid_order_number_and_keeps_a_valid_one():
 
 @pytest.mark.parametrize(
     "text, before, after",
-    [("你好，我想问一下", None, "zh"), ("How much is Plus?", "zh", "en"), ("👍", "zh", None), ("Plus 多少钱", "zh", None)],
+    [
+        ("你好，我想问一下", None, "zh"),
+        ("How much is Plus?", "zh", "en"),
+        ("Plus 多少钱", "zh", None),
+        ("👍", "zh", None),
+        ("NN-20260315", "zh", None),  # an order number says nothing about the language
+        ("ok", "zh", None),
+        ("ok", None, "en"),  # nothing known yet: the best guess
+        ("/greet", None, None),  # an intent payload
+    ],
 )
 def test_language_slot_follows_each_message(text, before, after):
     _, events = run(ActionDetectLanguage(), tracker(text, slots={"language": before}))

@@ -153,3 +153,21 @@ def test_llm_stopped_mid_answer_falls_back_to_sources(tmp_path, engine_on):
     after = engine.answer("How do I reset my password?")  # the server is gone now
     assert after.level is Level.SOURCES_ONLY and "cannot reach" in after.error
     assert after.sources[0].item_id == "faq-en-password"
+
+
+def test_a_follow_up_that_refers_back_is_searched_with_its_subject(llm_server, engine_on):
+    engine = engine_on(llm_server.url)
+    history = [
+        {"role": "user", "content": "How do I pair the smart pen with my phone?"},
+        {"role": "assistant", "content": "Turn on Bluetooth, hold the pen button for 3 seconds, then choose the pen in the app [1]."},
+    ]
+    query = engine.run(engine.rewriter.rewrite("How long does its battery last?", history))
+    assert "pen" in query.lower() and "batter" in query.lower()
+    history_zh = [
+        {"role": "user", "content": "智能笔怎么和手机配对？"},
+        {"role": "assistant", "content": "打开蓝牙，长按笔上的按键 3 秒，然后在 App 中选择这支笔 [1]。"},
+    ]
+    query_zh = engine.run(engine.rewriter.rewrite("它的电池能用多久？", history_zh))
+    assert "智能笔" in query_zh and "电池" in query_zh
+    hits = engine.retrieve(query_zh).hits
+    assert hits[0].item_id == "faq-zh-pen-battery"
