@@ -16,8 +16,10 @@ import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 import httpx
+import yaml
 
 from bot.config import Settings
 from bot.errors import ServiceError
@@ -25,6 +27,7 @@ from bot.process import ManagedProcess, port_in_use
 
 __all__ = [
     "ACTION_PORT",
+    "action_port",
     "action_server",
     "assistant_services",
     "engine_ready",
@@ -35,15 +38,23 @@ __all__ = [
     "rasa_ready",
     "rasa_server",
     "train_if_changed",
+    "training_fingerprint",
 ]
 
-#: Where endpoints.yml's action_endpoint points.
+#: The action server's port when endpoints.yml's action_endpoint names none.
 ACTION_PORT = 5055
 #: What a Rasa model is trained from, relative to the project root.
 RASA_INPUTS = ("config.yml", "domain.yml", "data")
 MODEL_NAME = "assistant"
 
 Announce = Callable[[str], None]
+
+
+def action_port(settings: Settings) -> int:
+    """The port of ``action_endpoint.url`` in endpoints.yml, where Rasa will call the actions."""
+    endpoints = yaml.safe_load((settings.root / "endpoints.yml").read_text("utf-8")) or {}
+    url = (endpoints.get("action_endpoint") or {}).get("url") or ""
+    return urlsplit(url).port or ACTION_PORT
 
 
 def model_path(root: Path) -> Path:
@@ -157,27 +168,27 @@ def assistant_services(
     *,
     use_llm: bool = True,
     announce: Announce = lambda message: None,
-    action_port: int = ACTION_PORT,
     startup_timeout: float = 300.0,
 ) -> Iterator[None]:
     """Train if needed, ingest if needed, start the LLM (unless ``use_llm`` is false) and the
-    action server; stop what was started when the block ends."""
+    action server (on endpoints.yml's action_endpoint port); stop what was started when the block ends."""
     from bot.llm.server import llm_endpoint
 
+    port = action_port(settings)
+    if port_in_use("127.0.0.1", port):
+        raise ServiceError(
+            f"port {port} (action_endpoint in endpoints.yml) is in use: is another action server "
+            "running? Stop it first (the bot starts its own, which owns the embedded knowledge store)"
+        )
     train_if_changed(settings, announce)
     ingest_if_changed(settings, announce)
-    if port_in_use("127.0.0.1", action_port):
-        raise ServiceError(
-            f"port {action_port} is in use: is another action server running? Stop it first "
-            "(the bot starts its own, which owns the embedded knowledge store)"
-        )
     with ExitStack() as stack:
         if use_llm:
             stack.enter_context(llm_endpoint(settings, announce))
-        actions = action_server(settings, port=action_port, use_llm=use_llm)
-        announce(f"starting the action server on port {action_port} (log: {actions.log_path})")
+        actions = action_server(settings, port=port, use_llm=use_llm)
+        announce(f"starting the action server on port {port} (log: {actions.log_path})")
         actions.start()
         stack.callback(actions.stop)
-        seconds = actions.wait_ready(engine_ready(action_port), startup_timeout)
+        seconds = actions.wait_ready(engine_ready(port), startup_timeout)
         announce(f"action server ready in {seconds:.0f} s")
         yield

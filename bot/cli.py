@@ -321,9 +321,10 @@ def _print_answer_footer(answer, sources: str) -> None:
 @cli.command()
 @click.option("--no-llm", is_flag=True, help="Run without an LLM: knowledge answers list their sources.")
 @click.option("--retrain", is_flag=True, help="Train the Rasa model even if its inputs did not change.")
+@click.option("--port", type=int, default=5005, show_default=True, help="Port of the Rasa server behind the shell.")
 @click.pass_context
 @_clean_errors
-def chat(ctx, no_llm, retrain):
+def chat(ctx, no_llm, retrain, port):
     """Chat with the assistant in this terminal (rasa shell).
 
     Trains the Rasa model if data/, domain.yml or config.yml changed, ingests knowledge/ if it
@@ -336,7 +337,9 @@ def chat(ctx, no_llm, retrain):
         train_if_changed(settings, _announce, force=True)
     with assistant_services(settings, use_llm=not no_llm, announce=_announce):
         _announce("opening rasa shell: type a message, /stop (or Ctrl-C) to leave")
-        shell = rasa_command("shell", "--model", str(model_path(settings.root)), "--endpoints", "endpoints.yml")
+        shell = rasa_command(
+            "shell", "--model", str(model_path(settings.root)), "--endpoints", "endpoints.yml", "--port", str(port)
+        )
         try:
             subprocess.run(shell, cwd=settings.root, env=rasa_environment(settings))
         except KeyboardInterrupt:
