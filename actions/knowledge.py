@@ -94,17 +94,11 @@ class ActionAnswerFromKnowledge(Action):
         return [SlotSet("kb_history", history[-2 * turns :]), SlotSet("kb_turn_id", turn_id)]
 
 
+#: The parts of an answer a channel needs to render it (the rest, such as the prompt, stays in traces).
+CHANNEL_FIELDS = ("text", "level", "language", "citations", "sources", "declined", "notice", "query")
+
+
 def _structured(answer: Answer, turn_id: str) -> dict[str, Any]:
     """What a channel needs to render the answer: text, level, citations, sources."""
-    return {
-        "type": "knowledge_answer",
-        "turn_id": turn_id,
-        "text": answer.text,
-        "level": answer.level.value,
-        "language": answer.language,
-        "citations": [c.as_dict() for c in answer.citations],
-        "sources": [c.as_dict() for c in answer.sources],
-        "declined": answer.declined,
-        "notice": answer.notice,
-        "query": answer.query,
-    }
+    full = answer.as_dict()
+    return {"type": "knowledge_answer", "turn_id": turn_id, **{name: full[name] for name in CHANNEL_FIELDS}}
