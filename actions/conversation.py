@@ -72,7 +72,9 @@ class ActionRecordFeedback(Action):
                 1 if positive else -1,
                 comment,
             )
-        except BotError as exc:  # the thanks still goes out; the rating is logged instead
-            logger.error("feedback not stored (%s): %s %s", exc, tracker.sender_id, positive)
+        except Exception as exc:  # the thanks still goes out; the rating is logged instead
+            logger.error(
+                "feedback not stored (%s): %s %s", exc, tracker.sender_id, positive, exc_info=not isinstance(exc, BotError)
+            )
         dispatcher.utter_message(response="utter_feedback_positive" if positive else "utter_feedback_negative")
         return []

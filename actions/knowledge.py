@@ -64,8 +64,8 @@ class ActionAnswerFromKnowledge(Action):
             return []
         try:
             engine = await get_engine()
-        except BotError as exc:
-            logger.error("knowledge engine unavailable: %s", exc)
+        except Exception as exc:  # the user hears it plainly; the cause goes to the log
+            logger.error("knowledge engine unavailable: %s", exc, exc_info=not isinstance(exc, BotError))
             dispatcher.utter_message(text=Prompts().message("engine_unavailable", language))
             return []
         messages = engine.prompts
@@ -79,8 +79,8 @@ class ActionAnswerFromKnowledge(Action):
             answer = await engine.answer_async(
                 question, history=history, filters=product_filters(tracker.get_slot("product"))
             )
-        except BotError as exc:
-            logger.error("knowledge turn failed: %s", exc)
+        except Exception as exc:
+            logger.error("knowledge turn failed: %s", exc, exc_info=not isinstance(exc, BotError))
             dispatcher.utter_message(text=messages.message("engine_unavailable", language))
             return []
         turn_id = uuid.uuid4().hex

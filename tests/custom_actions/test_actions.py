@@ -248,3 +248,15 @@ def test_domain_has_a_canned_response_for_each_sensitive_intent():
         assert intent in intents and response in domain["responses"]
         languages = {c[0]["value"] for c in (v.get("condition") for v in domain["responses"][response]) if c}
         assert languages == {"zh"} and any("condition" not in v for v in domain["responses"][response])
+
+
+def test_feedback_when_the_database_fails_still_thanks_the_user(engine_root):
+    from bot.db.schema import feedback
+
+    engine = asyncio.run(runtime.get_engine())
+    feedback.drop(engine.sql)  # a real fault: the table is gone
+    try:
+        messages, events = run(ActionRecordFeedback(), tracker("👍", intent="feedback_positive", slots={"kb_turn_id": "t"}))
+        assert messages[0]["response"] == "utter_feedback_positive" and events == []
+    finally:
+        feedback.create(engine.sql)
