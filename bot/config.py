@@ -171,6 +171,7 @@ class GenerationSettings:
     passages: int = 5  # retrieved passages offered to the LLM
     refine_batches: int = 3  # at most this many prompts with strategy refine
     history_turns: int = 3  # question/answer pairs the rewriter sees
+    rewrite: str = "referring"  # rewrite follow-ups with the LLM: "referring" (pronouns, "And ...") | "always"
     tokenizer_path: Path | None = Path("models/qwen2.5-coder-0.5b-instruct")
     prompts_dir: Path | None = None  # templates here override the built-in ones by name
     use_llm: bool = True  # False: no LLM calls at all (no rewrite; sources-only answers)
@@ -446,6 +447,8 @@ def _generation(values: dict[str, Any], root: Path) -> GenerationSettings:
     )
     if settings.strategy not in ("stuff", "refine"):
         raise ConfigError(f"bot.yml: generation.strategy is {settings.strategy!r}; use stuff or refine")
+    if settings.rewrite not in ("referring", "always"):
+        raise ConfigError(f"bot.yml: generation.rewrite is {settings.rewrite!r}; use referring or always")
     if settings.max_answer_tokens >= settings.max_context_tokens:
         raise ConfigError("bot.yml: generation.max_answer_tokens must be below max_context_tokens")
     return settings

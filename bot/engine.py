@@ -106,7 +106,8 @@ class Engine:
 
     @cached_property
     def rewriter(self) -> QueryRewriter:
-        return QueryRewriter(self.llm, self.prompts, history_turns=self.settings.generation.history_turns)
+        generation = self.settings.generation
+        return QueryRewriter(self.llm, self.prompts, history_turns=generation.history_turns, when=generation.rewrite)
 
     def ingest(
         self, paths: Sequence[Path] | None = None, *, rebuild: bool = False, progress: bool = True

@@ -1,9 +1,10 @@
 """Query rewriting: a follow-up question made explicit from the dialogue history.
 
 The rewritten question drives retrieval; the user's own question is what the LLM answers.
-Without history nothing is called. If the LLM fails, the question is used as it is. When the
-LLM's question still refers back ("its battery", "它的电池", "And ...?"), as small models' often
-do, retrieval gets the previous question and this one together instead.
+Without history, or for a question that does not refer back (``generation.rewrite: referring``),
+nothing is called. When the LLM fails, or its question still refers back ("its battery",
+"它的电池", "And ...?") as small models' often do, retrieval gets the previous question and
+this one together instead.
 
     rewriter = QueryRewriter(client, prompts, history_turns=3)
     await rewriter.rewrite("它多少钱？", history=[{"role": "user", "content": "云序智能笔是什么？"}, ...])
@@ -48,22 +49,33 @@ def recent_history(history: Sequence[Mapping[str, str]], turns: int) -> list[dic
 class QueryRewriter:
     """Rewrites follow-up questions with the LLM."""
 
-    def __init__(self, client: LLMClient, prompts: Prompts, *, history_turns: int = 3, max_tokens: int = 96):
+    def __init__(
+        self,
+        client: LLMClient,
+        prompts: Prompts,
+        *,
+        history_turns: int = 3,
+        max_tokens: int = 96,
+        when: str = "referring",
+    ):
         self.client, self.prompts = client, prompts
         self.history_turns, self.max_tokens = history_turns, max_tokens
+        self.when = when  # "referring": only questions that refer back (see refers_back) | "always"
 
     async def rewrite(self, question: str, history: Sequence[Mapping[str, str]] = ()) -> str:
-        """The standalone form of ``question`` (``question`` itself without history or on failure)."""
+        """The standalone form of ``question``: itself without history, or when it does not refer
+        back and ``when`` is "referring"; the previous question joined to it when the LLM fails
+        or leaves the reference in place."""
         recent = recent_history(history, self.history_turns)
-        if not recent:
+        if not recent or (self.when == "referring" and not refers_back(question)):
             return question
         prompt = self.prompts.chat("rewrite", detect_language(question), question=question, history=recent)
         try:
             completion = await self.client.acomplete(prompt.messages, max_tokens=self.max_tokens)
+            rewritten = _first_line(completion.text)
         except LLMError as exc:
             log.warning("query rewrite skipped: %s", exc)
-            return question
-        rewritten = _first_line(completion.text)
+            rewritten = question
         if not rewritten or len(rewritten) > 2 * len(question) + 40:  # empty, or an answer/instructions
             rewritten = question
         previous = [m["content"] for m in recent if m["role"] == "user"]
