@@ -42,8 +42,9 @@ def sensitive_guess(latest_message: dict) -> str | None:
 
 
 def product_filters(product: str | None) -> dict[str, OrMissing]:
-    """The retrieval filter for the ``product`` slot: items of that product and items that name
-    no product (general documents); no filter for no product or ``all``."""
+    """The retrieval scope for the ``product`` slot: items of that product and items that name
+    no product (general documents); none for no product or ``all``. The engine widens a scope
+    that cannot answer the question (e.g. a plan price asked while the pen is in scope)."""
     if not product or product == ALL_PRODUCTS:
         return {}
     return {"product": OrMissing(product)}
@@ -77,7 +78,7 @@ class ActionAnswerFromKnowledge(Action):
         history = tracker.get_slot("kb_history") or []
         try:
             answer = await engine.answer_async(
-                question, history=history, filters=product_filters(tracker.get_slot("product"))
+                question, history=history, scope=product_filters(tracker.get_slot("product"))
             )
         except Exception as exc:
             logger.error("knowledge turn failed: %s", exc, exc_info=not isinstance(exc, BotError))
@@ -95,7 +96,7 @@ class ActionAnswerFromKnowledge(Action):
 
 
 #: The parts of an answer a channel needs to render it (the rest, such as the prompt, stays in traces).
-CHANNEL_FIELDS = ("text", "level", "language", "citations", "sources", "declined", "notice", "query")
+CHANNEL_FIELDS = ("text", "level", "language", "citations", "sources", "declined", "notice", "query", "widened")
 
 
 def _structured(answer: Answer, turn_id: str) -> dict[str, Any]:

@@ -32,6 +32,11 @@ class Level(str, Enum):
         """True for the levels that generate an answer."""
         return self in (Level.ANSWER, Level.CAUTIOUS)
 
+    @property
+    def rank(self) -> int:
+        """How much the bot says at this level: refuse 0, sources only 1, cautious 2, answer 3."""
+        return (Level.REFUSE, Level.SOURCES_ONLY, Level.CAUTIOUS, Level.ANSWER).index(self)
+
 
 @dataclass(frozen=True)
 class Decision:

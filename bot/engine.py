@@ -142,23 +142,33 @@ class Engine:
         *,
         history: Sequence[Mapping[str, str]] = (),
         filters: Mapping[str, FilterValue] | None = None,
+        scope: Mapping[str, FilterValue] | None = None,
     ) -> AsyncIterator[Event]:
         """One knowledge turn: rewrite (with history), retrieve, decide, generate.
 
         Yields ``TextDelta`` events as the answer is written, then one ``AnswerDone``.
-        ``history`` is the conversation so far as ``{"role", "content"}`` messages.
+        ``history`` is the conversation so far as ``{"role", "content"}`` messages. ``filters``
+        always apply; ``scope`` (e.g. the product the user talks about) applies unless the
+        question is not answerable within it but is without it (``Answer.widened`` says so).
         """
         timings: dict[str, float] = {}
         started = time.perf_counter()
         use_llm = self.settings.generation.use_llm
         query = await self.rewriter.rewrite(question, history) if history and use_llm else question
         timings["rewrite"] = time.perf_counter() - started
-        retrieval = await asyncio.to_thread(self.retrieve, query, filters)
+        retrieval = await asyncio.to_thread(self.retrieve, query, {**(filters or {}), **(scope or {})})
         timings.update(retrieval.timings)
         decision = self.decide(retrieval)
+        widened = False
+        if scope and not decision.level.answers:
+            wider = await asyncio.to_thread(self.retrieve, query, filters)
+            wider_decision = self.decide(wider)
+            if wider_decision.level.rank > decision.level.rank:
+                retrieval, decision, widened = wider, wider_decision, True
         language = detect_language(question)
         async for event in self.generator.stream(question, retrieval, decision, language=language, query=query):
             if isinstance(event, AnswerDone):
+                event.answer.widened = widened
                 event.answer.timings = {**timings, **event.answer.timings, "total": time.perf_counter() - started}
             yield event
 
@@ -168,9 +178,10 @@ class Engine:
         *,
         history: Sequence[Mapping[str, str]] = (),
         filters: Mapping[str, FilterValue] | None = None,
+        scope: Mapping[str, FilterValue] | None = None,
     ) -> Answer:
         """The whole answer to one turn; see :meth:`answer_stream`."""
-        async for event in self.answer_stream(question, history=history, filters=filters):
+        async for event in self.answer_stream(question, history=history, filters=filters, scope=scope):
             if isinstance(event, AnswerDone):
                 return event.answer
         raise AssertionError("answer_stream ended without AnswerDone")
@@ -181,9 +192,10 @@ class Engine:
         *,
         history: Sequence[Mapping[str, str]] = (),
         filters: Mapping[str, FilterValue] | None = None,
+        scope: Mapping[str, FilterValue] | None = None,
     ) -> Answer:
         """The whole answer to one turn, from blocking code; see :meth:`answer_stream`."""
-        return self.run(self.answer_async(question, history=history, filters=filters))
+        return self.run(self.answer_async(question, history=history, filters=filters, scope=scope))
 
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run a coroutine to completion from blocking code, always on this engine's own event

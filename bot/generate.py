@@ -87,6 +87,7 @@ class Answer:
     error: str = ""  # the LLM error behind a fallback
     declined: bool = False  # the LLM said the passages do not answer the question
     citations_inferred: bool = False  # the LLM cited nothing; markers added by text overlap
+    widened: bool = False  # the scope (e.g. a product) found too little; retrieval ran without it
     model: str = ""
     prompt: ChatPrompt | None = None
     prompt_tokens: int | None = None
@@ -108,6 +109,7 @@ class Answer:
             "error": self.error,
             "declined": self.declined,
             "citations_inferred": self.citations_inferred,
+            "widened": self.widened,
             "model": self.model,
             "prompt": {"template": self.prompt.template, "messages": self.prompt.messages} if self.prompt else None,
             "prompt_tokens": self.prompt_tokens,

@@ -260,3 +260,29 @@ def test_feedback_when_the_database_fails_still_thanks_the_user(engine_root):
         assert messages[0]["response"] == "utter_feedback_positive" and events == []
     finally:
         feedback.create(engine.sql)
+
+
+def test_a_scope_that_cannot_answer_is_widened(tmp_path, tmp_path_factory):
+    """The pen is in scope and the user asks about exporting notes: the scoped search finds
+    too little, the unscoped one answers, so the answer comes from the unscoped one."""
+    template, _ = ingested_template(tmp_path_factory)
+    root = make_project(template, tmp_path / "widen")
+    with Engine(load_settings(root)) as engine:
+        question = "Can I export all my notes?"
+        scoped = engine.retrieve(question, filters={"product": OrMissing("nimbus-pen")}).best_dense
+        wide = engine.retrieve(question).best_dense
+        assert wide > scoped
+        cut = (scoped + wide) / 2  # answer above the cut, refuse below it
+        thresholds = {"answer": cut, "caution": cut, "sources": cut}
+        (root / "bot.yml").write_text(
+            (root / "bot.yml").read_text("utf-8").replace(
+                "dense: {answer: 0.99, caution: 0.98, sources: 0.0}", f"dense: {thresholds}".replace("'", "")
+            ),
+            "utf-8",
+        )
+    with Engine(load_settings(root)) as engine:
+        answer = engine.answer(question, scope={"product": OrMissing("nimbus-pen")})
+        assert answer.widened and answer.decision.level.answers
+        assert answer.sources[0].item_id == "faq-en-export"
+        kept = engine.answer("battery", scope={"product": OrMissing("nimbus-pen")})
+        assert not kept.widened  # the scope answers (or the wider search does no better)
