@@ -172,30 +172,16 @@ class Engine:
                 event.answer.timings = {**timings, **event.answer.timings, "total": time.perf_counter() - started}
             yield event
 
-    async def answer_async(
-        self,
-        question: str,
-        *,
-        history: Sequence[Mapping[str, str]] = (),
-        filters: Mapping[str, FilterValue] | None = None,
-        scope: Mapping[str, FilterValue] | None = None,
-    ) -> Answer:
-        """The whole answer to one turn; see :meth:`answer_stream`."""
-        async for event in self.answer_stream(question, history=history, filters=filters, scope=scope):
+    async def answer_async(self, question: str, **options) -> Answer:
+        """The whole answer to one turn; ``options`` as for :meth:`answer_stream`."""
+        async for event in self.answer_stream(question, **options):
             if isinstance(event, AnswerDone):
                 return event.answer
         raise AssertionError("answer_stream ended without AnswerDone")
 
-    def answer(
-        self,
-        question: str,
-        *,
-        history: Sequence[Mapping[str, str]] = (),
-        filters: Mapping[str, FilterValue] | None = None,
-        scope: Mapping[str, FilterValue] | None = None,
-    ) -> Answer:
-        """The whole answer to one turn, from blocking code; see :meth:`answer_stream`."""
-        return self.run(self.answer_async(question, history=history, filters=filters, scope=scope))
+    def answer(self, question: str, **options) -> Answer:
+        """The whole answer to one turn, from blocking code; ``options`` as for :meth:`answer_stream`."""
+        return self.run(self.answer_async(question, **options))
 
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run a coroutine to completion from blocking code, always on this engine's own event

@@ -23,7 +23,7 @@ import httpx
 
 from bot.errors import ServiceError
 
-__all__ = ["ManagedProcess", "port_in_use"]
+__all__ = ["ManagedProcess", "log_tail", "port_in_use"]
 
 
 class ManagedProcess:
@@ -121,17 +121,22 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the log."""
-        try:
-            with open(self.log_path, "rb") as log:
-                tail = deque(log, maxlen=lines)
-        except OSError:
-            return "(no log)"
-        return b"".join(tail).decode("utf-8", errors="replace").rstrip()
+        return log_tail(self.log_path, lines)
 
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("(no log)" when it cannot be read)."""
+    try:
+        with open(path, "rb") as log:
+            tail = deque(log, maxlen=lines)
+    except OSError:
+        return "(no log)"
+    return b"".join(tail).decode("utf-8", errors="replace").rstrip()
 
 
 def port_in_use(host: str, port: int) -> bool:

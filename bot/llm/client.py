@@ -103,10 +103,7 @@ class LLMClient:
         """The whole answer to ``messages`` (blocking)."""
         started = time.perf_counter()
         try:
-            response = self._sync.chat.completions.create(
-                model=self.model, messages=list(messages), max_tokens=max_tokens, temperature=temperature,
-                extra_body=self.extra_body,
-            )
+            response = self._sync.chat.completions.create(**self._request(messages, max_tokens, temperature))
         except openai.APIError as exc:
             raise self._translate(exc) from exc
         return self._completion(response, started)
@@ -117,10 +114,7 @@ class LLMClient:
         """The whole answer to ``messages``, without blocking the event loop."""
         started = time.perf_counter()
         try:
-            response = await self._async.chat.completions.create(
-                model=self.model, messages=list(messages), max_tokens=max_tokens, temperature=temperature,
-                extra_body=self.extra_body,
-            )
+            response = await self._async.chat.completions.create(**self._request(messages, max_tokens, temperature))
         except openai.APIError as exc:
             raise self._translate(exc) from exc
         return self._completion(response, started)
@@ -138,13 +132,9 @@ class LLMClient:
         stats.started = time.perf_counter()
         try:
             response = await self._async.chat.completions.create(
-                model=self.model,
-                messages=list(messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
+                **self._request(messages, max_tokens, temperature),
                 stream=True,
                 stream_options={"include_usage": True},
-                extra_body=self.extra_body,
             )
             async for chunk in response:
                 if chunk.usage is not None:
@@ -162,6 +152,16 @@ class LLMClient:
             raise self._translate(exc) from exc
         except httpx.HTTPError as exc:  # the connection broke while the stream was being read
             raise self._translate(exc) from exc
+
+    def _request(self, messages: Sequence[Message], max_tokens: int, temperature: float) -> dict[str, Any]:
+        """The fields every chat completion request of this client carries."""
+        return dict(
+            model=self.model,
+            messages=list(messages),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            extra_body=self.extra_body,
+        )
 
     async def aclose(self) -> None:
         """Close both HTTP connection pools."""

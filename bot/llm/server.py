@@ -21,7 +21,7 @@ import httpx
 
 from bot.config import Settings, find_project_root
 from bot.errors import ConfigError, LLMServerError
-from bot.process import ManagedProcess, port_in_use
+from bot.process import ManagedProcess, log_tail, port_in_use
 
 __all__ = ["LLMServer", "LLMServerError", "INSTALL_HINT", "llm_endpoint"]
 
@@ -176,9 +176,7 @@ class LLMServer:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the server's log."""
-        if self._service is None:
-            return ManagedProcess("LLM server", [], log_path=self.log_path).log_tail(lines)
-        return self._service.log_tail(lines)
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> LLMServer:
         self.start()

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from assistant_project import REPO, copy_assistant_project, free_port
 from bot.assistant import action_port, assistant_services, training_fingerprint
 from bot.config import load_settings
 from bot.errors import ServiceError
 from bot.process import port_in_use
 
-REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "bot.yml", "endpoints.yml", "data", "actions", "rasa_sdk_plugins", "knowledge")
 
 
 class Terminal:
@@ -68,26 +67,14 @@ class Terminal:
         return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.output)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_bot_chat_answers_in_rasa_shell_and_stops_what_it_started(rasa_model, tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in PROJECT_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    action_port, shell_port = free_port(), free_port()
+    root = copy_assistant_project(tmp_path / "project", action_port)
     (root / "models").mkdir()
     shutil.copy(rasa_model, root / "models" / rasa_model.name)  # trained from the same files: no retraining
     stamp = REPO / ".bot" / "rasa-model.sha256"
     (root / ".bot").mkdir()
     shutil.copy(stamp, root / ".bot" / stamp.name)
-    action_port, shell_port = free_port(), free_port()
-    endpoints = root / "endpoints.yml"
-    endpoints.write_text(endpoints.read_text("utf-8").replace("localhost:5055", f"localhost:{action_port}"), "utf-8")
 
     bot = str(Path(sys.executable).parent / "bot")
     terminal = Terminal([bot, "--root", str(root), "chat", "--no-llm", "--port", str(shell_port)], cwd=root)

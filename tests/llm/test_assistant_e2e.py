@@ -5,30 +5,23 @@ server. Nothing is mocked."""
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import httpx
 import pytest
 
 from bot.assistant import action_server, engine_ready, ingest_if_changed, rasa_ready, rasa_server
 from bot.config import load_settings
-from vllm_server import SERVED_NAME, free_port
+from assistant_project import copy_assistant_project, free_port
+from vllm_server import SERVED_NAME
 
-REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "bot.yml", "data", "actions", "rasa_sdk_plugins", "knowledge")
 
 
 @pytest.fixture(scope="module")
 def assistant(llm_server, rasa_model, tmp_path_factory):
     """The REST webhook URL of a running assistant on a copy of this project."""
-    root = tmp_path_factory.mktemp("assistant")
-    for name in PROJECT_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
     action_port, rasa_port = free_port(), free_port()
-    endpoints = (REPO / "endpoints.yml").read_text("utf-8")
-    endpoints = endpoints.replace("http://localhost:5055/webhook", f"http://localhost:{action_port}/webhook")
+    root = copy_assistant_project(tmp_path_factory.mktemp("assistant"), action_port)
+    endpoints = (root / "endpoints.yml").read_text("utf-8")
     endpoints = re.sub(r"(?m)^  url:\s*$", f"  url: {llm_server.url}", endpoints)
     endpoints = endpoints.replace("model: qwen2.5-coder-0.5b", f"model: {SERVED_NAME}")
     (root / "endpoints.yml").write_text(endpoints, "utf-8")

@@ -16,7 +16,8 @@ from bot.errors import (
     LLMUnreachableError,
 )
 from bot.llm.client import LLMClient, StreamStats
-from vllm_server import SERVED_NAME, free_port
+from assistant_project import free_port
+from vllm_server import SERVED_NAME
 
 ASK = [{"role": "user", "content": "Reply with the single word: yes"}]
 

@@ -11,7 +11,8 @@ import re
 
 from bot.decide import Level
 from bot.generate import AnswerDone, TextDelta
-from vllm_server import free_port, start_server
+from assistant_project import free_port
+from vllm_server import start_server
 
 # answer >= caution >= sources: every question lands on the level under test
 CAUTIOUS = "decision:\n  thresholds:\n    dense: {answer: 1.5, caution: 0.0, sources: 0.0}\n"

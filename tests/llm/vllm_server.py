@@ -3,19 +3,13 @@ folder of tests/ has a ``conftest``, so tests must not import helpers from one).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
+from assistant_project import free_port
 from bot.llm.server import LLMServer
 
 SERVED_NAME = "test-qwen"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server(log_path: Path) -> LLMServer:
