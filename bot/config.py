@@ -35,6 +35,8 @@ __all__ = [
     "LLMSettings",
     "GenerationSettings",
     "LocalLLMSettings",
+    "TraceSettings",
+    "DEFAULT_REDACTIONS",
     "ROUTES",
     "load_settings",
     "find_project_root",
@@ -178,6 +180,28 @@ class GenerationSettings:
     max_question_chars: int = 2000  # longer messages are declined with a clear reply
 
 
+#: Personal data masked in traces before they are stored: label -> regular expression.
+#: Digits are delimited by look-arounds, not ``\b`` (a Chinese character is a word character).
+DEFAULT_REDACTIONS = {
+    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "id_number": r"(?<![0-9])[1-9][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{2}[0-9]{3}[0-9Xx](?![0-9])",
+    "card_number": r"(?<![0-9])[0-9]{4}(?:[ -]?[0-9]{4}){2,3}(?:[ -]?[0-9]{1,3})?(?![0-9])",
+    "phone": r"(?<![0-9+])(?:\+?[0-9]{1,3}[ -]?)?(?:1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}"
+    r"|\(?[0-9]{3}\)?[ .-][0-9]{3}[ .-][0-9]{4})(?![0-9])",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceSettings:
+    """Per-turn traces in SQL: on or off, how long they are kept, what is masked, who may review."""
+
+    enabled: bool = True
+    retention_days: int = 90  # turns (and their labels and feedback) older than this are deleted; 0 keeps all
+    redact: dict = field(default_factory=lambda: dict(DEFAULT_REDACTIONS))  # label -> pattern
+    review_token: str | None = None  # the review page's token; none: the page is closed
+    queue_size: int = 10000  # traces waiting for the database; beyond it the oldest are dropped (logged)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LocalLLMSettings:
     """The demo vLLM server the bot starts when ``endpoints.yml`` has no ``llm.url``."""
@@ -206,6 +230,7 @@ class Settings:
     llm: LLMSettings = LLMSettings()
     generation: GenerationSettings = GenerationSettings()
     local_llm: LocalLLMSettings = LocalLLMSettings()
+    traces: TraceSettings = TraceSettings()
 
     @property
     def config_file(self) -> Path:
@@ -256,6 +281,7 @@ def load_settings(root: Path | None = None) -> Settings:
                 "bot.yml: local_llm",
                 model_dir=_path(engine.get("local_llm", {}).get("model_dir", LocalLLMSettings().model_dir), root),
             ),
+            traces=_traces(engine.get("traces") or {}),
         )
     except TypeError as exc:  # an unknown key reached a dataclass
         raise ConfigError(f"invalid setting: {exc}") from exc
@@ -452,3 +478,20 @@ def _generation(values: dict[str, Any], root: Path) -> GenerationSettings:
     if settings.max_answer_tokens >= settings.max_context_tokens:
         raise ConfigError("bot.yml: generation.max_answer_tokens must be below max_context_tokens")
     return settings
+
+
+def _traces(values: dict[str, Any]) -> TraceSettings:
+    redact = values.get("redact")
+    redact = dict(DEFAULT_REDACTIONS) if redact is None else dict(redact or {})
+    for label, pattern in redact.items():
+        try:
+            re.compile(str(pattern))
+        except re.error as exc:
+            raise ConfigError(f"bot.yml: traces.redact.{label} is not a valid regular expression: {exc}") from exc
+    return _build(
+        TraceSettings,
+        values,
+        "bot.yml: traces",
+        redact={str(label): str(pattern) for label, pattern in redact.items()},
+        review_token=values.get("review_token") or None,
+    )

@@ -34,6 +34,7 @@ from bot.retrieve import Retrieval, Retriever
 from bot.rewrite import QueryRewriter
 from bot.store.base import FilterValue, VectorStore
 from bot.store.factory import open_store
+from bot.traces import Redactor, TraceWriter, TurnContext, knowledge_row
 
 __all__ = ["Engine"]
 
@@ -67,6 +68,22 @@ class Engine:
         from bot.db import connect
 
         return connect(self.settings.sql.url, self.settings.root)
+
+    @cached_property
+    def traces(self) -> TraceWriter | None:
+        """Where finished turns go (None: ``traces.enabled`` is off). The database is opened by
+        the writer's thread, so a database that is down delays traces, never answers."""
+        settings = self.settings.traces
+        if not settings.enabled:
+            return None
+        from bot.db import connect
+
+        return TraceWriter(
+            lambda: connect(self.settings.sql.url, self.settings.root),
+            Redactor(settings.redact),
+            retention_days=settings.retention_days,
+            queue_size=settings.queue_size,
+        )
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -143,6 +160,7 @@ class Engine:
         history: Sequence[Mapping[str, str]] = (),
         filters: Mapping[str, FilterValue] | None = None,
         scope: Mapping[str, FilterValue] | None = None,
+        context: TurnContext | None = None,
     ) -> AsyncIterator[Event]:
         """One knowledge turn: rewrite (with history), retrieve, decide, generate.
 
@@ -150,7 +168,10 @@ class Engine:
         ``history`` is the conversation so far as ``{"role", "content"}`` messages. ``filters``
         always apply; ``scope`` (e.g. the product the user talks about) applies unless the
         question is not answerable within it but is without it (``Answer.widened`` says so).
+        The finished turn is traced under ``context`` (who asked, where; default: a CLI turn),
+        and ``Answer.turn_id`` names its trace.
         """
+        context = context or TurnContext()
         timings: dict[str, float] = {}
         started = time.perf_counter()
         use_llm = self.settings.generation.use_llm
@@ -168,16 +189,27 @@ class Engine:
         language = detect_language(question)
         async for event in self.generator.stream(question, retrieval, decision, language=language, query=query):
             if isinstance(event, AnswerDone):
-                event.answer.widened = widened
-                event.answer.timings = {**timings, **event.answer.timings, "total": time.perf_counter() - started}
+                answer = event.answer
+                answer.widened = widened
+                answer.turn_id = context.turn_id
+                answer.timings = {**timings, **answer.timings, "total": time.perf_counter() - started}
+                self.trace(lambda: knowledge_row(context, answer, retrieval, {**(filters or {}), **(scope or {})}))
             yield event
+
+    def trace(self, build_row) -> None:
+        """Hand a turn's trace (a function making its ``turns`` row) to the writer, if tracing is on."""
+        if self.traces is not None:
+            self.traces.submit(build_row)
 
     async def answer_async(self, question: str, **options) -> Answer:
         """The whole answer to one turn; ``options`` as for :meth:`answer_stream`."""
+        answer = None
         async for event in self.answer_stream(question, **options):
             if isinstance(event, AnswerDone):
-                return event.answer
-        raise AssertionError("answer_stream ended without AnswerDone")
+                answer = event.answer
+        if answer is None:
+            raise AssertionError("answer_stream ended without AnswerDone")
+        return answer
 
     def answer(self, question: str, **options) -> Answer:
         """The whole answer to one turn, from blocking code; ``options`` as for :meth:`answer_stream`."""
@@ -191,7 +223,10 @@ class Engine:
         return self._loop.run_until_complete(awaitable)
 
     def close(self) -> None:
-        """Release the store (and its lock) and the blocking calls' event loop."""
+        """Write the queued traces, release the store (and its lock) and the blocking calls' event loop."""
+        if self.__dict__.get("traces") is not None:
+            self.traces.close()
+        self.__dict__.pop("traces", None)
         if self._loop is not None:
             if "llm" in self.__dict__:
                 self._loop.run_until_complete(self.llm.aclose())

@@ -88,6 +88,7 @@ class Answer:
     declined: bool = False  # the LLM said the passages do not answer the question
     citations_inferred: bool = False  # the LLM cited nothing; markers added by text overlap
     widened: bool = False  # the scope (e.g. a product) found too little; retrieval ran without it
+    turn_id: str = ""  # the turn's trace (bot traces show TURN_ID)
     model: str = ""
     prompt: ChatPrompt | None = None
     prompt_tokens: int | None = None
@@ -110,6 +111,7 @@ class Answer:
             "declined": self.declined,
             "citations_inferred": self.citations_inferred,
             "widened": self.widened,
+            "turn_id": self.turn_id,
             "model": self.model,
             "prompt": {"template": self.prompt.template, "messages": self.prompt.messages} if self.prompt else None,
             "prompt_tokens": self.prompt_tokens,

@@ -9,6 +9,20 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 
+# System packages: PostgreSQL (traces at scale; the tests start their own server) and Chromium
+# with its driver (the browser tests). Debian's packages; skipped when present or not root.
+system_packages=()
+command -v chromium >/dev/null || system_packages+=(chromium chromium-driver)
+[ -n "$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null)" ] || system_packages+=(postgresql)
+if [ ${#system_packages[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${system_packages[@]}" >/dev/null
+    else
+        echo "Not installed (needs root and apt-get): ${system_packages[*]}; the browser and PostgreSQL tests need them." >&2
+    fi
+fi
+
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # pip, minus one warning per package that some pip configurations print for absent local indexes.
 pip_install() {

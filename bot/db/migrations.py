@@ -28,9 +28,16 @@ def m002_feedback(conn: Connection) -> None:
     schema.feedback.create(conn, checkfirst=True)
 
 
+def m003_traces(conn: Connection) -> None:
+    """Per-turn traces and reviewers' labels."""
+    for table in (schema.turns, schema.turn_labels):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_manifest", m001_manifest),
     ("m002_feedback", m002_feedback),
+    ("m003_traces", m003_traces),
 ]
 
 
