@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -11,6 +10,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.runtime import get_engine
+from actions.tracing import trace_canned, turn_context
 from bot.errors import BotError
 from bot.generate import Answer
 from bot.lang import detect_language
@@ -62,6 +62,7 @@ class ActionAnswerFromKnowledge(Action):
         sensitive = sensitive_guess(tracker.latest_message)
         if sensitive:
             dispatcher.utter_message(response=SENSITIVE_RESPONSES[sensitive])
+            await trace_canned(tracker, SENSITIVE_RESPONSES[sensitive])
             return []
         try:
             engine = await get_engine()
@@ -78,13 +79,16 @@ class ActionAnswerFromKnowledge(Action):
         history = tracker.get_slot("kb_history") or []
         try:
             answer = await engine.answer_async(
-                question, history=history, scope=product_filters(tracker.get_slot("product"))
+                question,
+                history=history,
+                scope=product_filters(tracker.get_slot("product")),
+                context=turn_context(tracker),
             )
         except Exception as exc:
             logger.error("knowledge turn failed: %s", exc, exc_info=not isinstance(exc, BotError))
             dispatcher.utter_message(text=messages.message("engine_unavailable", language))
             return []
-        turn_id = uuid.uuid4().hex
+        turn_id = answer.turn_id
         text = "\n\n".join(part for part in (answer.text, engine.generator.sources_block(answer)) if part)
         if tracker.get_latest_input_channel() == "cmdline":  # rasa shell would print the JSON
             dispatcher.utter_message(text=text)

@@ -14,11 +14,13 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import runtime
 from actions.conversation import ActionClearHistory, ActionDetectLanguage, ActionRecordFeedback
 from actions.forms import ValidateRefundForm, find_order_number
-from actions.knowledge import ActionAnswerFromKnowledge, product_filters
+from actions.knowledge import SENSITIVE_RESPONSES, ActionAnswerFromKnowledge, product_filters
+from actions.tracing import ActionTraceCanned
 from bot.config import load_settings
 from bot.engine import Engine
 from bot.feedback import feedback_for
 from bot.store.base import OrMissing
+from bot.traces import TurnFilter, get_turn, list_turns
 from kb_project import copy_project, ingested_template
 
 ACTION_SETTINGS = """
@@ -240,8 +242,6 @@ def test_an_unsure_sensitive_guess_gets_the_canned_answer_not_the_llm(engine_roo
 def test_domain_has_a_canned_response_for_each_sensitive_intent():
     import yaml
 
-    from actions.knowledge import SENSITIVE_RESPONSES
-
     domain = yaml.safe_load((Path(__file__).resolve().parents[2] / "domain.yml").read_text("utf-8"))
     intents = {i if isinstance(i, str) else next(iter(i)) for i in domain["intents"]}
     for intent, response in SENSITIVE_RESPONSES.items():
@@ -286,3 +286,40 @@ def test_a_scope_that_cannot_answer_is_widened(tmp_path, tmp_path_factory):
         assert answer.sources[0].item_id == "faq-en-export"
         kept = engine.answer("battery", scope={"product": OrMissing("nimbus-pen")})
         assert not kept.widened  # the scope answers (or the wider search does no better)
+
+
+def test_a_knowledge_turn_is_traced_with_what_rasa_knew(engine_root):
+    track = tracker("How do I pair the smart pen?", slots={"product": "nimbus-pen"})
+    track.latest_message["message_id"] = "msg-42"
+    [message], _ = run(ActionAnswerFromKnowledge(), track)
+    engine = asyncio.run(runtime.get_engine())
+    assert engine.traces.flush(10)
+    trace = get_turn(engine.sql, message["custom"]["turn_id"])
+    assert trace["kind"] == "knowledge" and trace["conversation_id"] == "user-1"
+    assert (trace["message_id"], trace["channel"], trace["intent"]) == ("msg-42", "rest", "ask_knowledge")
+    assert trace["intent_confidence"] == pytest.approx(0.99)
+    assert trace["filters"] == {"product": {"or_missing": "nimbus-pen"}}
+    assert trace["question"] == "How do I pair the smart pen?"
+    assert trace["hits"][0]["item_id"] == message["custom"]["sources"][0]["item_id"]
+
+
+def test_a_canned_turn_gets_a_light_trace(engine_root):
+    track = tracker("someone logged into my account", intent="account_security", slots={"language": "en"})
+    track.events.append({"event": "bot", "text": "...", "metadata": {"utter_action": "utter_account_security"}})
+    assert run(ActionTraceCanned(), track) == ([], [])  # it says nothing: the rule already answered
+    engine = asyncio.run(runtime.get_engine())
+    assert engine.traces.flush(10)
+    [row] = list_turns(engine.sql, TurnFilter(kind="canned", intent="account_security"))
+    trace = get_turn(engine.sql, row["turn_id"])
+    assert trace["response"] == "utter_account_security" and trace["language"] == "en"
+    assert trace["level"] is None and trace["hits"] is None  # no retrieval for a canned answer
+
+
+def test_rules_trace_every_canned_answer():
+    import yaml
+
+    rules = yaml.safe_load(Path(__file__).parents[2].joinpath("data/rules.yml").read_text("utf-8"))["rules"]
+    for intent, response in SENSITIVE_RESPONSES.items():
+        [rule] = [r for r in rules if r["steps"][0] == {"intent": intent}]
+        actions = [step.get("action") for step in rule["steps"]]
+        assert actions[actions.index(response) + 1] == "action_trace_canned", rule
