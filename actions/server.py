@@ -9,7 +9,7 @@ import logging
 from sanic import Sanic
 from sanic.response import json
 
-from actions import runtime
+from actions import review, runtime
 
 __all__ = ["attach"]
 
@@ -20,6 +20,7 @@ def attach(app: Sanic) -> None:
     """Register the start-up listener and the routes on ``app``."""
     app.register_listener(_start_warm_up, "after_server_start")
     app.add_route(_ready, "/knowledge/ready", methods=["GET"])
+    review.attach(app)  # the bad-case review page (/review)
 
 
 async def _start_warm_up(app: Sanic, _loop) -> None:

@@ -1,4 +1,4 @@
-"""The ``bot`` command: chat, serve, ingest, search, eval, calibrate, ask, enhance, serve-llm.
+"""The ``bot`` command: chat, serve, ingest, search, eval, calibrate, ask, enhance, traces, serve-llm.
 Known errors become one clean line."""
 
 from __future__ import annotations
@@ -424,6 +424,201 @@ def serve_llm(ctx, model_dir, served_name, host, port, max_model_len, dtype, gpu
             click.echo("stopping")
             return
         raise click.ClickException(f"the server exited on its own:\n{server.log_tail()}")
+
+
+# ---------------------------------------------------------------- traces
+
+_LEVELS = ("answer", "cautious", "sources_only", "refuse")  # bot.decide.Level (not imported: startup time)
+
+
+class _Moment(click.ParamType):
+    """YYYY-MM-DD, an ISO datetime (local time unless it has an offset), or an age: 30m, 24h, 7d, 2w."""
+
+    name = "DATE"
+
+    def __init__(self, *, end: bool = False):
+        self.end = end
+
+    def convert(self, value, param, ctx):
+        from datetime import datetime
+
+        from bot.traces.timespec import parse_moment
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_moment(value, end=self.end)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _sql(ctx: click.Context):
+    """The settings and the SQL database that holds the traces (the vector store is not opened)."""
+    from bot.db import connect
+
+    settings = load_settings(ctx.obj["root"])
+    return settings, connect(settings.sql.url, settings.root)
+
+
+def _turn_id(sql, given: str) -> str:
+    from bot.traces.lookup import TurnNotFound, resolve_turn_id
+
+    try:
+        return resolve_turn_id(sql, given)
+    except TurnNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.group()
+def traces() -> None:
+    """Review what the bot did: list and show turns, label them, export labels for calibration.
+
+    Every answered turn is traced to the SQL database (sql.url in endpoints.yml) unless
+    traces.enabled is false in bot.yml. These commands read that database only, so they
+    work while the bot is running. A turn id may be shortened to any unique prefix.
+    """
+
+
+@traces.command("list", short_help="List turns (filter by level, feedback, labels, time, ...).")
+@click.option("--level", type=click.Choice(_LEVELS), default=None, help="What the user got.")
+@click.option("--kind", type=click.Choice(["knowledge", "canned"]), default=None, help="Knowledge turns, or canned responses to sensitive intents.")
+@click.option("--intent", default=None, metavar="I", help="The NLU intent of the turn.")
+@click.option("--feedback", type=click.Choice(["negative", "positive", "any"]), default=None, help="Turns with net thumbs down, net thumbs up, or any rating.")
+@click.option("--labelled/--unlabelled", default=None, help="Turns a reviewer labelled, or not yet.")
+@click.option("--max-score", type=float, default=None, metavar="X", help="The decision's relevance score at most X (borderline refusals).")
+@click.option("--since", type=_Moment(), default=None, help="From DATE: YYYY-MM-DD, ISO datetime (local time) or an age (30m, 24h, 7d).")
+@click.option("--until", type=_Moment(end=True), default=None, help="Before DATE (a bare date includes that day).")
+@click.option("--conversation", default=None, metavar="ID", help="One conversation (sender id).")
+@click.option("--text", default=None, metavar="S", help="Questions containing S.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, metavar="N", help="Newest N turns.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array (full turn ids, times in UTC).")
+@click.pass_context
+@_clean_errors
+def traces_list(ctx, level, kind, intent, feedback, labelled, max_score, since, until, conversation, text, limit, as_json):
+    """List traced turns, newest first: time (local), turn id, kind, level, score, feedback,
+    verdict and question."""
+    from bot.traces import TurnFilter, list_turns
+    from bot.traces.render import to_json, turn_table
+
+    _, sql = _sql(ctx)
+    where = TurnFilter(
+        level=level, kind=kind, intent=intent, feedback=feedback, labelled=labelled, max_score=max_score,
+        since=since, until=until, conversation_id=conversation, text=text,
+    )
+    rows = list_turns(sql, where, limit=limit)
+    if as_json:
+        click.echo(to_json(rows))
+        return
+    if not rows:
+        click.echo("no turns match", err=True)
+        return
+    click.echo(turn_table(rows))
+    if len(rows) == limit:
+        click.echo(f"(the newest {limit}; --limit N shows more)", err=True)
+
+
+@traces.command("show", short_help="Show one turn's whole trace.")
+@click.argument("turn_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored trace as JSON.")
+@click.pass_context
+@_clean_errors
+def traces_show(ctx, turn_id, as_json):
+    """Show one turn's whole trace: question, intent, decision and thresholds, fused hits with
+    each route's score, routes, prompt, answer, citations, timings, feedback and labels."""
+    from bot.traces import get_turn
+    from bot.traces.render import render_turn, to_json
+
+    _, sql = _sql(ctx)
+    turn = get_turn(sql, _turn_id(sql, turn_id))
+    click.echo(to_json(turn) if as_json else render_turn(turn))
+
+
+@traces.command("label", short_help="Label a turn: answer with ITEM_ID, or refuse.")
+@click.argument("turn_id")
+@click.option("--answer", "expected", multiple=True, metavar="ITEM_ID", help="The bot should have answered with this item (FAQ id, item id or document path; repeat for several).")
+@click.option("--refuse", is_flag=True, help="The bot should have refused: nothing in the knowledge answers it.")
+@click.option("--note", default=None, help="Why, for the next reviewer.")
+@click.option("--force", is_flag=True, help="Accept item ids that the knowledge does not hold (not checked).")
+@click.pass_context
+@_clean_errors
+def traces_label(ctx, turn_id, expected, refuse, note, force):
+    """Record what the bot should have done for TURN_ID. The latest label of a turn counts;
+    `bot traces export` turns labels into queries for `bot calibrate` and `bot eval`."""
+    from bot.traces import get_turn, label_turn
+    from bot.traces.lookup import unknown_item_ids
+
+    if bool(expected) == refuse:
+        raise click.UsageError("give either --answer ITEM_ID (repeatable) or --refuse")
+    settings, sql = _sql(ctx)
+    turn = get_turn(sql, _turn_id(sql, turn_id))
+    if expected and not force:
+        unknown = unknown_item_ids(sql, settings.store.collection, expected, turn)
+        if unknown:
+            raise click.ClickException(
+                f"not in the knowledge (collection {settings.store.collection!r}): {', '.join(unknown)}; "
+                "use the item ids `bot traces show` or `bot search` print, or --force"
+            )
+    try:
+        label_turn(sql, turn["turn_id"], "refuse" if refuse else "answer", expected=expected, note=note)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    verdict = "refuse" if refuse else f"answer with {', '.join(expected)}"
+    click.echo(f"labelled turn {turn['turn_id']}: {verdict}")
+    if turn["labels"]:
+        click.echo(f"(it had the verdict {turn['labels'][-1]['verdict']!r}: the latest counts, the history is kept)")
+
+
+@traces.command("export", short_help="Labelled questions as queries JSONL for calibrate and eval.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSONL file to write (default: standard output).")
+@click.option("--from-feedback", is_flag=True, help="Also thumbs-up turns nobody labelled that the LLM answered with citations, as answerable with the cited items (for `bot eval`; biased for calibration: they were all answered).")
+@click.pass_context
+@_clean_errors
+def traces_export(ctx, output, from_feedback):
+    """Write labelled questions as evaluation queries ({"query", "expected"}; expected [] means
+    must refuse), one line per question (the latest label wins), ready for:
+
+    \b
+        bot calibrate --knowledge knowledge --queries FILE
+        bot eval --knowledge knowledge --queries FILE
+    """
+    from bot.traces.export import export_queries
+
+    _, sql = _sql(ctx)
+    export = export_queries(sql, from_feedback=from_feedback)
+    if not export.records:
+        raise click.ClickException(
+            "no labelled turns to export: label some with `bot traces label TURN_ID --answer ITEM_ID` or `--refuse`"
+        )
+    if output is None:
+        click.echo(export.jsonl(), nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(export.jsonl(), "utf-8")
+    click.echo(f"exported {export.summary()}" + (f" to {output}" if output else ""), err=True)
+    if not export.answerable:
+        click.echo("note: no answerable questions; bot calibrate needs some (label with --answer ITEM_ID)", err=True)
+    elif not export.refuse:
+        click.echo("note: no must-refuse questions; calibration is better with some (label with --refuse)", err=True)
+
+
+@traces.command("purge", short_help="Delete turns older than DAYS.")
+@click.option("--older-than", "days", type=click.IntRange(min=1), default=None, metavar="DAYS", help="Delete turns older than DAYS [default: traces.retention_days in bot.yml].")
+@click.pass_context
+@_clean_errors
+def traces_purge(ctx, days):
+    """Delete old turns with their labels and feedback (the bot also does this daily)."""
+    from datetime import datetime, timedelta, timezone
+
+    from bot.traces import purge_older_than
+    from bot.traces.timespec import local_time
+
+    settings, sql = _sql(ctx)
+    days = days or settings.traces.retention_days
+    if not days:
+        raise click.ClickException("traces.retention_days is 0 in bot.yml (traces are kept): pass --older-than DAYS")
+    cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=days)
+    removed = purge_older_than(sql, cutoff)
+    click.echo(f"deleted {removed} turns older than {days} days (before {local_time(cutoff)}), with their labels and feedback")
 
 
 def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool, *, rebuild: bool = False):

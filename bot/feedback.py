@@ -29,7 +29,7 @@ def record_feedback(
                 turn_id=turn_id,
                 rating=rating,
                 comment=comment,
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(timezone.utc).replace(tzinfo=None),  # naive UTC, like every stored time
             )
         )
         return int(result.inserted_primary_key[0])

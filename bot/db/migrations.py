@@ -53,7 +53,7 @@ def migrate(engine: Engine) -> list[str]:
         with engine.begin() as conn:
             step(conn)
             conn.execute(
-                schema.migrations.insert().values(name=name, applied_at=datetime.now(timezone.utc))
+                schema.migrations.insert().values(name=name, applied_at=datetime.now(timezone.utc).replace(tzinfo=None))
             )
         applied.append(name)
     return applied

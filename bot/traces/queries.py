@@ -160,7 +160,7 @@ def export_labelled(sql: SqlEngine) -> list[dict[str, Any]]:
     query = (
         select(turns.c.turn_id, turns.c.question, turn_labels.c.expected, turn_labels.c.created_at)
         .select_from(turn_labels.join(turns, turns.c.turn_id == turn_labels.c.turn_id))
-        .where(turn_labels.c.id.in_(latest))
+        .where(turn_labels.c.id.in_(latest), turns.c.kind == "knowledge", turns.c.question.isnot(None))
         .order_by(turn_labels.c.created_at, turn_labels.c.id)
     )
     with sql.connect() as conn:

@@ -3,12 +3,13 @@
     redactor = Redactor({"email": r"[\\w.+-]+@[\\w-]+\\.\\w+"})
     redactor.text("write to ann@example.com")        # 'write to [email]'
     redactor.value({"question": "...", "hits": [...]})  # every string inside, masked
+    redactor.value(row, keep={"turn_id"})               # ... but the turn's id
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 __all__ = ["Redactor"]
 
@@ -25,12 +26,13 @@ class Redactor:
             text = pattern.sub(mask, text)
         return text
 
-    def value(self, value: Any) -> Any:
-        """A copy of ``value`` (str, list, dict or scalar) with every string in it masked."""
+    def value(self, value: Any, *, keep: Collection[str] = ()) -> Any:
+        """A copy of ``value`` (str, list, dict or scalar) with every string in it masked, except
+        the values of the mapping keys in ``keep`` (identifiers), at any depth."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
-            return {key: self.value(item) for key, item in value.items()}
+            return {key: item if key in keep else self.value(item, keep=keep) for key, item in value.items()}
         if isinstance(value, (list, tuple)):
-            return [self.value(item) for item in value]
+            return [self.value(item, keep=keep) for item in value]
         return value

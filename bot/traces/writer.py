@@ -34,6 +34,12 @@ RowBuilder = Callable[[], dict[str, Any]]
 _BATCH = 50
 _RETRY_FIRST, _RETRY_MAX = 0.5, 30.0  # seconds between attempts while the database is down
 _PURGE_EVERY = timedelta(hours=24)
+#: Keys whose values are identifiers, stored unmasked: a uuid's digits can look like a card or
+#: phone number, and a masked id would cut the trace off from its feedback and the knowledge base.
+IDENTIFIERS = frozenset(
+    {"turn_id", "conversation_id", "message_id", "id", "item_id", "doc", "source", "link"}
+)
+_COLUMNS = tuple(turns.c.keys())
 
 
 class TraceWriter:
@@ -111,7 +117,7 @@ class TraceWriter:
                 self._busy = True
             self._waiting = [row for row in map(self._built, self._waiting) if row is not None]
             try:
-                self._write(self._waiting)
+                written = self._write(self._waiting)
             except (SQLAlchemyError, BotError, OSError) as exc:  # the database is down or unreachable
                 self._went_down(exc)
                 with self._cond:
@@ -119,12 +125,12 @@ class TraceWriter:
                     self._cond.notify_all()
                     if self._closing:
                         return
-                    self._cond.wait(delay)  # a close() wakes it early
+                    self._cond.wait_for(lambda: self._closing, delay)  # close() ends it early, submit() not
                 delay = min(delay * 2, _RETRY_MAX)
                 continue
             delay = _RETRY_FIRST
             with self._cond:
-                self.written += len(self._waiting)
+                self.written += written
                 self._waiting = []
                 self._busy = False
                 self._cond.notify_all()
@@ -133,37 +139,44 @@ class TraceWriter:
         if isinstance(item, dict):
             return item
         try:
-            return self._redactor.value(item())
+            return self._redactor.value(item(), keep=IDENTIFIERS)
         except Exception:  # a bug in building one trace must not stop the others
             logger.exception("trace lost: it could not be built")
             self.lost += 1
             return None
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]]) -> int:
+        """Insert ``rows``; returns how many were written (the others are lost and logged)."""
         sql = self._connect()
+        written = len(rows)
         if rows:
             try:
-                with sql.begin() as conn:
-                    conn.execute(turns.insert(), rows)
-            except DBAPIError as exc:
+                with sql.begin() as conn:  # one statement for all: every row names every column
+                    conn.execute(turns.insert(), [{**dict.fromkeys(_COLUMNS), **row} for row in rows])
+            except Exception as exc:
                 if _is_disconnect(exc):
                     raise
-                self._write_one_by_one(sql, rows)  # a bad row (e.g. a duplicate id) loses only itself
+                written = self._write_one_by_one(sql, rows)  # a bad row (e.g. a duplicate id) loses only itself
         if self._down_since is not None:
             logger.warning("trace database is back (down since %s); writing the waiting traces", self._down_since)
             self._down_since = None
         self._purge_if_due(sql)
+        return written
 
-    def _write_one_by_one(self, sql: SqlEngine, rows: list[dict[str, Any]]) -> None:
+    def _write_one_by_one(self, sql: SqlEngine, rows: list[dict[str, Any]]) -> int:
+        written = 0
         for row in rows:
             try:
                 with sql.begin() as conn:
                     conn.execute(turns.insert(), [row])
-            except DBAPIError as exc:
+            except Exception as exc:  # e.g. a NUL in a text: psycopg2 raises ValueError
                 if _is_disconnect(exc):
                     raise
                 self.lost += 1
                 logger.error("trace %s lost: %s", row.get("turn_id"), exc)
+            else:
+                written += 1
+        return written
 
     def _went_down(self, exc: Exception) -> None:
         if self._down_since is None:
@@ -193,5 +206,7 @@ def purge_older_than(sql: SqlEngine, cutoff: datetime) -> int:
         return conn.execute(delete(turns).where(turns.c.created_at < cutoff)).rowcount
 
 
-def _is_disconnect(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+def _is_disconnect(exc: Exception) -> bool:
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    )
