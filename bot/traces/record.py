@@ -92,17 +92,9 @@ def _common(context: TurnContext, *, kind: str, language: str | None) -> dict[st
 
 
 def _hit(hit) -> dict[str, Any]:
-    return {
-        "rank": hit.rank,
-        "id": hit.id,
-        "item_id": hit.item_id,
-        "doc": hit.doc,
-        "title": hit.heading,
-        "source": hit.source,
-        "fused_score": hit.fused_score,
-        "route_scores": dict(hit.route_scores),
-        "rerank_score": hit.rerank_score,
-    }
+    """A fused hit as a trace keeps it: ids, scores, where it comes from (its text is in the store)."""
+    kept = {key: value for key, value in hit.as_dict().items() if key not in ("text", "metadata")}
+    return {**kept, "title": hit.heading}
 
 
 def _plain(value: Any) -> Any:
