@@ -32,6 +32,7 @@ bench:
 	$(VENV)/python bench/retrieval.py
 	$(VENV)/python bench/ingest.py
 	$(VENV)/python bench/ttft.py
+	$(VENV)/python bench/traces.py
 
 # Re-resolve the pinned environment after editing requirements/*.txt.
 lock:

@@ -10,9 +10,9 @@ command -v "$python" >/dev/null || python=python3
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 
 # System packages: PostgreSQL (traces at scale; the tests start their own server) and Chromium
-# with its driver (the browser tests). Debian's packages; skipped when present or not root.
+# (the browser tests, driven by playwright). Debian's packages; skipped when present or not root.
 system_packages=()
-command -v chromium >/dev/null || system_packages+=(chromium chromium-driver)
+command -v chromium >/dev/null || system_packages+=(chromium)
 [ -n "$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null)" ] || system_packages+=(postgresql)
 if [ ${#system_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
