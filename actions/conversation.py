@@ -70,7 +70,7 @@ class ActionRecordFeedback(Action):
                 tracker.sender_id,
                 tracker.get_slot("kb_turn_id"),
                 1 if positive else -1,
-                comment,
+                engine.redactor.text(comment) if comment else None,
             )
         except Exception as exc:  # the thanks still goes out; the rating is logged instead
             logger.error(

@@ -10,9 +10,10 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.runtime import get_engine
+from actions.streams import AnswerSink, HubSink
 from actions.tracing import trace_canned, turn_context
 from bot.errors import BotError
-from bot.generate import Answer
+from bot.generate import Answer, TextDelta
 from bot.lang import detect_language
 from bot.llm.prompts import Prompts
 from bot.store.base import OrMissing
@@ -77,26 +78,63 @@ class ActionAnswerFromKnowledge(Action):
             dispatcher.utter_message(text=text)
             return []
         history = tracker.get_slot("kb_history") or []
+        context = turn_context(tracker)
+        sinks = answer_sinks(tracker)
         try:
-            answer = await engine.answer_async(
+            answer = await _stream_answer(
+                engine,
+                sinks,
                 question,
                 history=history,
                 scope=product_filters(tracker.get_slot("product")),
-                context=turn_context(tracker),
+                context=context,
             )
         except Exception as exc:
             logger.error("knowledge turn failed: %s", exc, exc_info=not isinstance(exc, BotError))
-            dispatcher.utter_message(text=messages.message("engine_unavailable", language))
+            text = messages.message("engine_unavailable", language)
+            await _each(sinks, "failed", text)
+            if not any(sink.delivers_final for sink in sinks):
+                dispatcher.utter_message(text=text)
             return []
-        turn_id = answer.turn_id
         text = "\n\n".join(part for part in (answer.text, engine.generator.sources_block(answer)) if part)
-        if tracker.get_latest_input_channel() == "cmdline":  # rasa shell would print the JSON
+        structured = _structured(answer, answer.turn_id)
+        await _each(sinks, "done", {**structured, "text": text})
+        if any(sink.delivers_final for sink in sinks):  # e.g. Slack updated its placeholder
+            pass
+        elif tracker.get_latest_input_channel() == "cmdline":  # rasa shell would print the JSON
             dispatcher.utter_message(text=text)
         else:
-            dispatcher.utter_message(text=text, json_message=_structured(answer, turn_id))
+            dispatcher.utter_message(text=text, json_message=structured)
         turns = engine.settings.generation.history_turns
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
-        return [SlotSet("kb_history", history[-2 * turns :]), SlotSet("kb_turn_id", turn_id)]
+        return [SlotSet("kb_history", history[-2 * turns :]), SlotSet("kb_turn_id", answer.turn_id)]
+
+
+def answer_sinks(tracker: Tracker) -> list[AnswerSink]:
+    """Where the turn's text goes while it is written: the stream hub (web widget), plus the
+    channel's own sink, if it has one."""
+    return [HubSink(tracker.sender_id)]
+
+
+async def _stream_answer(engine, sinks: list[AnswerSink], question: str, *, context, **options) -> Answer:
+    """The whole answer, each piece of text handed to ``sinks`` as the LLM writes it."""
+    await _each(sinks, "start", context.turn_id)
+    answer = None
+    async for event in engine.answer_stream(question, context=context, **options):
+        if isinstance(event, TextDelta):
+            await _each(sinks, "delta", event.text)
+        else:
+            answer = event.answer
+    return answer
+
+
+async def _each(sinks: list[AnswerSink], method: str, *args) -> None:
+    """Call ``method`` on every sink; a failing sink is logged and never fails the turn."""
+    for sink in sinks:
+        try:
+            await getattr(sink, method)(*args)
+        except Exception:
+            logger.exception("answer sink %s.%s failed", type(sink).__name__, method)
 
 
 #: The parts of an answer a channel needs to render it (the rest, such as the prompt, stays in traces).

@@ -9,7 +9,7 @@ import logging
 from sanic import Sanic
 from sanic.response import json
 
-from actions import review, runtime
+from actions import live, review, runtime
 
 __all__ = ["attach"]
 
@@ -21,6 +21,7 @@ def attach(app: Sanic) -> None:
     app.register_listener(_start_warm_up, "after_server_start")
     app.add_route(_ready, "/knowledge/ready", methods=["GET"])
     review.attach(app)  # the bad-case review page (/review)
+    live.attach(app)  # the web widget: live answer stream, feedback, static files (/widget)
 
 
 async def _start_warm_up(app: Sanic, _loop) -> None:

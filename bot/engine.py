@@ -70,6 +70,11 @@ class Engine:
         return connect(self.settings.sql.url, self.settings.root)
 
     @cached_property
+    def redactor(self) -> Redactor:
+        """Masks personal data (``traces.redact``) in what is stored: traces, feedback comments."""
+        return Redactor(self.settings.traces.redact)
+
+    @cached_property
     def traces(self) -> TraceWriter | None:
         """Where finished turns go (None: ``traces.enabled`` is off). The database is opened by
         the writer's thread, so a database that is down delays traces, never answers."""
@@ -80,7 +85,7 @@ class Engine:
 
         return TraceWriter(
             lambda: connect(self.settings.sql.url, self.settings.root),
-            Redactor(settings.redact),
+            self.redactor,
             retention_days=settings.retention_days,
             queue_size=settings.queue_size,
         )
