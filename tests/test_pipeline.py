@@ -19,6 +19,7 @@ from bot.db import connect
 from bot.engine import Engine
 from bot.errors import LoaderError, StoreError
 from bot.ingest.manifest import Manifest
+from bot.store.base import RouteQuery
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -314,3 +315,24 @@ def test_the_demo_knowledge_base_ingests_without_failures(tmp_path):
             all(header in h.text for header in ("Plan / 套餐:", "Monthly / 月付:", "Annual / 年付:")) and "Plus" in h.text
             for h in rows
         )
+
+
+def test_a_long_faq_answer_is_embedded_on_its_first_chunk_max_tokens(project):
+    long_answer = " ".join(f"Step {n}: open the settings, choose item {n}, and confirm it." for n in range(1, 80))
+    rows = [("faq-long", "How do I configure everything?", long_answer, "nimbus-note", "setup")]
+    (project / "knowledge/faq/long.csv").write_text(kb.faq_csv(rows), "utf-8")
+    with kb.engine_for(project) as engine:
+        engine.ingest(progress=False)
+        dense, limit = engine.encoders[0], engine.settings.ingest.chunk_max_tokens
+        content = "How do I configure everything?\n" + long_answer
+        assert dense.count_tokens(content) > 2 * limit  # the item stays whole, longer than a chunk
+
+        def content_dense_score(text: str) -> float:
+            route = RouteQuery("content_dense", dense.embed_batch([text], is_query=False)[0])
+            result = engine.store.search(
+                [route], fusion="rrf", rrf_k=2, limit=1, candidates=5, filters={"item_id": "faq-long"}
+            )
+            return result.routes["content_dense"][0].score
+
+        assert content_dense_score(dense.truncate(content, limit)) > 0.9999  # what was stored
+        assert content_dense_score(content) < 0.999  # not the whole answer, window after window

@@ -50,6 +50,19 @@ class DenseEncoder(ABC):
 
         return estimate_tokens(text)
 
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` that the model sees as at most ``max_tokens`` tokens."""
+        if self.count_tokens(text) <= max_tokens:
+            return text
+        fits, too_long = 0, len(text)  # binary search on the prefix length, in characters
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            if self.count_tokens(text[:middle]) <= max_tokens:
+                fits = middle
+            else:
+                too_long = middle
+        return text[:fits]
+
 
 class SparseEncoder(ABC):
     """Turns texts into sparse term-weight vectors.

