@@ -10,6 +10,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.runtime import get_engine
+from actions.slack_sink import slack_sinks
 from actions.streams import AnswerSink, HubSink
 from actions.tracing import trace_canned, turn_context
 from bot.errors import BotError
@@ -113,7 +114,7 @@ class ActionAnswerFromKnowledge(Action):
 def answer_sinks(tracker: Tracker) -> list[AnswerSink]:
     """Where the turn's text goes while it is written: the stream hub (web widget), plus the
     channel's own sink, if it has one."""
-    return [HubSink(tracker.sender_id)]
+    return [HubSink(tracker.sender_id), *slack_sinks(tracker)]
 
 
 async def _stream_answer(engine, sinks: list[AnswerSink], question: str, *, context, **options) -> Answer:

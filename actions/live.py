@@ -14,6 +14,7 @@ which is the widget's random session id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -49,21 +50,29 @@ def attach(app: Sanic) -> None:
 
 
 async def _stream(request, conversation_id: str):
-    response = await request.respond(
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_CORS},
-    )
-    await response.send(": listening\n\n")
     events = hub.listen(conversation_id).__aiter__()
+    # Listening before the browser hears "open"; the pending read is never cancelled by a
+    # heartbeat (asyncio.wait_for would cancel it, which ends the generator and the stream).
+    pending = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(0)
     try:
+        response = await request.respond(
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_CORS},
+        )
+        await response.send(": listening\n\n")
         while True:
-            try:
-                event = await asyncio.wait_for(events.__anext__(), _HEARTBEAT_SECONDS)
-            except asyncio.TimeoutError:
+            done, _ = await asyncio.wait({pending}, timeout=_HEARTBEAT_SECONDS)
+            if not done:
                 await response.send(": ping\n\n")
                 continue
+            event = pending.result()
+            pending = asyncio.ensure_future(events.__anext__())
             await response.send(f"data: {json.dumps(event, ensure_ascii=False)}\n\n")
     finally:
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await pending
         await events.aclose()
 
 

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: What the assistant needs to run: the Rasa project, the actions and the knowledge.
 PROJECT_FILES = (
     "config.yml", "domain.yml", "credentials.yml", "bot.yml", "endpoints.yml",
-    "data", "actions", "rasa_sdk_plugins", "knowledge",
+    "data", "actions", "rasa_sdk_plugins", "knowledge", "channels",
 )  # fmt: skip
 
 
