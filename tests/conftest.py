@@ -53,6 +53,17 @@ FIGURES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real vLLM server (the demo model on CPU, ``tests/vllm_server.py``), started once per
+    session and shared by tests/llm and the browser tests: it takes about 6 GB."""
+    from vllm_server import start_server
+
+    server = start_server(tmp_path_factory.mktemp("llm") / "vllm.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def figures() -> dict[str, str]:
     return FIGURES
 

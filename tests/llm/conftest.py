@@ -1,4 +1,4 @@
-"""A real vLLM server for the generation tests, started once per test session.
+"""Projects and engines wired to the session's real vLLM server (``llm_server``, tests/conftest.py).
 
 The server is the one the bot runs on CPU-only machines: vLLM's CPU build from ``.venv-llm``
 serving the demo model from ``models/`` (both made by ``make install``). Nothing is mocked;
@@ -13,14 +13,7 @@ from pathlib import Path
 import pytest
 
 from kb_project import copy_project, engine_for, ingested_template
-from vllm_server import llm_project, start_server
-
-
-@pytest.fixture(scope="session")
-def llm_server(tmp_path_factory: pytest.TempPathFactory):
-    server = start_server(tmp_path_factory.mktemp("llm") / "vllm.log")
-    yield server
-    server.stop()
+from vllm_server import llm_project
 
 
 @pytest.fixture

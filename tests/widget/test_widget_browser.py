@@ -13,7 +13,6 @@ import functools
 import http.server
 import re
 import shutil
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,8 +23,7 @@ import pytest
 
 from assistant_project import REPO, copy_assistant_project, free_port
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))  # the shared vLLM helpers
-from vllm_server import SERVED_NAME, start_server  # noqa: E402
+from vllm_server import SERVED_NAME
 
 CHROMIUM = Path("/usr/bin/chromium")
 WIDGET = REPO / "widget"
@@ -180,13 +178,13 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(rasa_model, tmp_path_factory):
+def stack(rasa_model, llm_server, tmp_path_factory):
     """vLLM + action server + ``rasa run`` on a copy of this project, with the widget."""
     from bot.assistant import action_server, engine_ready, ingest_if_changed, rasa_ready, rasa_server
     from bot.config import load_settings
     from bot.db.engine import connect
 
-    llm = start_server(tmp_path_factory.mktemp("llm") / "vllm.log")
+    llm = llm_server  # the session's vLLM, shared with tests/llm
     action_port, rasa_port = free_port(), free_port()
     root = copy_assistant_project(tmp_path_factory.mktemp("assistant"), action_port)
     shutil.copytree(WIDGET, root / "widget")  # the action server serves widget/ of its project
@@ -213,7 +211,6 @@ def stack(rasa_model, tmp_path_factory):
     finally:
         rasa.stop()
         actions.stop()
-        llm.stop()
 
 
 def open_widget(browser, stack: Stack, language: str):
