@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -99,7 +98,6 @@ def slack(rasa_model, tmp_path_factory):
     api = SlackApiStandIn(token=TEST_TOKEN).start()
     action_port, rasa_port = free_port(), free_port()
     root = copy_assistant_project(tmp_path_factory.mktemp("slack-assistant"), action_port)
-    shutil.copytree(REPO / "channels", root / "channels", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "credentials.yml").write_text(CREDENTIALS, "utf-8")
     (root / "knowledge" / "faq" / "slack_help.jsonl").write_text(json.dumps(SLACK_FAQ) + "\n", "utf-8")
     settings = load_settings(root)
