@@ -9,7 +9,7 @@ from assistant_project import free_port
 from bot.llm.server import LLMServer
 
 SERVED_NAME = "test-qwen"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def start_server(log_path: Path) -> LLMServer:
