@@ -357,7 +357,7 @@ def serve(ctx, port, no_llm):
 
     Prepares and starts everything as `bot chat` does, then `rasa run` instead of the shell.
     """
-    from bot.assistant import assistant_services, rasa_ready, rasa_server
+    from bot.assistant import action_port, assistant_services, rasa_ready, rasa_server
 
     settings = load_settings(ctx.obj["root"])
     with assistant_services(settings, use_llm=not no_llm, announce=_announce):
@@ -365,6 +365,8 @@ def serve(ctx, port, no_llm):
         server.start()
         try:
             server.wait_ready(rasa_ready(port), timeout=300)
+            actions = f"http://localhost:{action_port(settings)}"
+            _announce(f"web widget: {actions}/widget/index.html; review page: {actions}/review (token: BOT_REVIEW_TOKEN)")
             _announce(f"serving at http://localhost:{port} (REST: /webhooks/rest/webhook); Ctrl-C stops")
             while server.running():
                 time.sleep(1)
