@@ -12,7 +12,6 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.runtime import get_engine
 from bot.errors import BotError
-from bot.feedback import record_feedback
 from bot.lang import detect_language, is_cjk
 
 __all__ = ["ActionDetectLanguage", "ActionClearHistory", "ActionRecordFeedback"]
@@ -65,12 +64,7 @@ class ActionRecordFeedback(Action):
         try:
             engine = await get_engine()
             await asyncio.to_thread(
-                record_feedback,
-                engine.sql,
-                tracker.sender_id,
-                tracker.get_slot("kb_turn_id"),
-                1 if positive else -1,
-                engine.redactor.text(comment) if comment else None,
+                engine.record_feedback, tracker.sender_id, tracker.get_slot("kb_turn_id"), 1 if positive else -1, comment
             )
         except Exception as exc:  # the thanks still goes out; the rating is logged instead
             logger.error(

@@ -81,6 +81,7 @@ class ActionAnswerFromKnowledge(Action):
         history = tracker.get_slot("kb_history") or []
         context = turn_context(tracker)
         sinks = answer_sinks(tracker)
+        delivered = any(sink.delivers_final for sink in sinks)  # e.g. Slack updates its placeholder
         try:
             answer = await _stream_answer(
                 engine,
@@ -94,18 +95,15 @@ class ActionAnswerFromKnowledge(Action):
             logger.error("knowledge turn failed: %s", exc, exc_info=not isinstance(exc, BotError))
             text = messages.message("engine_unavailable", language)
             await _each(sinks, "failed", text)
-            if not any(sink.delivers_final for sink in sinks):
+            if not delivered:
                 dispatcher.utter_message(text=text)
             return []
         text = "\n\n".join(part for part in (answer.text, engine.generator.sources_block(answer)) if part)
-        structured = _structured(answer, answer.turn_id)
+        structured = _structured(answer)
         await _each(sinks, "done", {**structured, "text": text})
-        if any(sink.delivers_final for sink in sinks):  # e.g. Slack updated its placeholder
-            pass
-        elif tracker.get_latest_input_channel() == "cmdline":  # rasa shell would print the JSON
-            dispatcher.utter_message(text=text)
-        else:
-            dispatcher.utter_message(text=text, json_message=structured)
+        if not delivered:
+            shell = tracker.get_latest_input_channel() == "cmdline"  # rasa shell would print the JSON
+            dispatcher.utter_message(text=text, json_message=None if shell else structured)
         turns = engine.settings.generation.history_turns
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
         return [SlotSet("kb_history", history[-2 * turns :]), SlotSet("kb_turn_id", answer.turn_id)]
@@ -139,10 +137,12 @@ async def _each(sinks: list[AnswerSink], method: str, *args) -> None:
 
 
 #: The parts of an answer a channel needs to render it (the rest, such as the prompt, stays in traces).
-CHANNEL_FIELDS = ("text", "level", "language", "citations", "sources", "declined", "notice", "query", "widened")
+CHANNEL_FIELDS = (
+    "turn_id", "text", "level", "language", "citations", "sources", "declined", "notice", "query", "widened",
+)  # fmt: skip
 
 
-def _structured(answer: Answer, turn_id: str) -> dict[str, Any]:
-    """What a channel needs to render the answer: text, level, citations, sources."""
+def _structured(answer: Answer) -> dict[str, Any]:
+    """What a channel needs to render the answer: text, level, citations, sources, its turn id."""
     full = answer.as_dict()
-    return {"type": "knowledge_answer", "turn_id": turn_id, **{name: full[name] for name in CHANNEL_FIELDS}}
+    return {"type": "knowledge_answer", **{name: full[name] for name in CHANNEL_FIELDS}}

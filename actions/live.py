@@ -25,7 +25,6 @@ from sanic.response import empty, json as json_response
 from actions import runtime
 from actions.streams import hub
 from bot.config import find_project_root
-from bot.feedback import record_feedback
 
 __all__ = ["attach"]
 
@@ -88,9 +87,7 @@ async def _feedback(request):
         return json_response({"error": f"bad feedback: {exc}"}, status=400, headers=_CORS)
     try:
         engine = await runtime.get_engine()
-        feedback_id = await asyncio.to_thread(
-            record_feedback, engine.sql, conversation_id, turn_id, rating, engine.redactor.text(comment) if comment else None
-        )
+        feedback_id = await asyncio.to_thread(engine.record_feedback, conversation_id, turn_id, rating, comment)
     except Exception as exc:  # the page hears it plainly; the cause goes to the log
         logger.error("feedback not stored: %s", exc)
         return json_response({"error": "feedback could not be stored"}, status=503, headers=_CORS)

@@ -81,10 +81,8 @@ class Engine:
         settings = self.settings.traces
         if not settings.enabled:
             return None
-        from bot.db import connect
-
         return TraceWriter(
-            lambda: connect(self.settings.sql.url, self.settings.root),
+            lambda: self.sql,
             self.redactor,
             retention_days=settings.retention_days,
             queue_size=settings.queue_size,
@@ -182,7 +180,8 @@ class Engine:
         use_llm = self.settings.generation.use_llm
         query = await self.rewriter.rewrite(question, history) if history and use_llm else question
         timings["rewrite"] = time.perf_counter() - started
-        retrieval = await asyncio.to_thread(self.retrieve, query, {**(filters or {}), **(scope or {})})
+        scoped = {**(filters or {}), **(scope or {})}
+        retrieval = await asyncio.to_thread(self.retrieve, query, scoped)
         timings.update(retrieval.timings)
         decision = self.decide(retrieval)
         widened = False
@@ -198,8 +197,14 @@ class Engine:
                 answer.widened = widened
                 answer.turn_id = context.turn_id
                 answer.timings = {**timings, **answer.timings, "total": time.perf_counter() - started}
-                self.trace(lambda: knowledge_row(context, answer, retrieval, {**(filters or {}), **(scope or {})}))
+                self.trace(lambda: knowledge_row(context, answer, retrieval, scoped))
             yield event
+
+    def record_feedback(self, conversation_id: str, turn_id: str | None, rating: int, comment: str | None = None) -> int:
+        """Store a thumbs up (+1) or down (-1) on ``turn_id``, its comment masked like traces; returns its row id."""
+        from bot.feedback import record_feedback
+
+        return record_feedback(self.sql, conversation_id, turn_id, rating, self.redactor.text(comment) if comment else None)
 
     def trace(self, build_row) -> None:
         """Hand a turn's trace (a function making its ``turns`` row) to the writer, if tracing is on."""

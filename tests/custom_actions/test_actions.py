@@ -172,6 +172,14 @@ def test_feedback_is_recorded_on_the_answered_turn(engine_root):
     ]
 
 
+def test_a_feedback_comment_is_stored_with_personal_data_masked(engine_root):
+    text = "wrong, call me on 13812345678 or write to ann@example.com"
+    run(ActionRecordFeedback(), tracker(text, intent="feedback_negative", slots={"kb_turn_id": "masked-turn"}))
+    engine = asyncio.run(runtime.get_engine())
+    [row] = feedback_for(engine.sql, "masked-turn")
+    assert row["comment"] == "wrong, call me on [phone] or write to [email]"
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
