@@ -1,7 +1,8 @@
 """The lexical route: jieba tokens, stop words and synonyms, as BM25-weighted sparse vectors.
 
 Traditional Chinese is converted to Simplified first (OpenCC ``t2s``): jieba's dictionary
-is Simplified, and 「發卡」 and 「发卡」 must be the same term.
+is Simplified, and 「發卡」 and 「发卡」 must be the same term. English words are stemmed
+(Snowball): "symptoms" and "symptom", "closed" and "closes" are one term.
 
 Documents get BM25's saturated term frequency ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))``,
 queries get 1 per distinct term, and Qdrant's IDF modifier supplies the IDF factor
@@ -34,6 +35,19 @@ from bot.errors import ConfigError
 __all__ = ["Lexicon", "LexicalEncoder", "term_id"]
 
 _TOKEN = re.compile(r"[0-9a-z\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", re.IGNORECASE)
+
+
+@lru_cache(maxsize=200_000)
+def _stem(term: str) -> str:
+    """The Snowball English stem of an English word; other terms as they are."""
+    return _english_stemmer().stemWord(term) if term.isascii() and term.isalpha() else term
+
+
+@lru_cache(maxsize=1)
+def _english_stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
 
 
 def term_id(term: str) -> int:
@@ -103,7 +117,7 @@ def _synonym_map(path: Path | None) -> dict[str, str]:
 class LexicalEncoder(SparseEncoder):
     """jieba-tokenized, stop-word-filtered, synonym-normalized term vectors."""
 
-    name = "lexical/jieba-bm25"
+    name = "lexical/jieba-bm25-snowball"
     uses_idf = True
 
     def __init__(
@@ -133,7 +147,7 @@ class LexicalEncoder(SparseEncoder):
             token = token.strip()
             if not token or not _TOKEN.search(token) or token in self.lexicon.stopwords:
                 continue
-            terms.append(self.lexicon.canonical(token))
+            terms.append(_stem(self.lexicon.canonical(token)))
         return terms
 
     def encode_batch(self, texts: Sequence[str], *, is_query: bool) -> list[SparseVector]:
