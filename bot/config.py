@@ -46,7 +46,7 @@ __all__ = [
 ROUTES = ("question_dense", "question_sparse", "content_dense", "content_sparse")
 
 #: Route weights measured on Chinese and English FAQ sets (README, "How retrieval works").
-DEFAULT_WEIGHTS = {"question_dense": 4.0, "question_sparse": 0.5, "content_dense": 0.5, "content_sparse": 0.5}
+DEFAULT_WEIGHTS = {"question_dense": 3.0, "question_sparse": 0.5, "content_dense": 2.0, "content_sparse": 1.0}
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -96,6 +96,7 @@ class RetrievalSettings:
     fusion: str = "rrf"  # rrf | dbsf
     rrf_k: int = 2
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    one_per_doc: bool = True  # records that declare the same doc (JSONL "doc") are one hit: the best
 
 
 @dataclass(frozen=True, kw_only=True)

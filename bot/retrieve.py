@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from bot.config import ROUTES, RetrievalSettings
@@ -16,7 +16,7 @@ from bot.embed.base import DenseEncoder, SparseEncoder
 from bot.ingest.documents import heading
 from bot.store.base import FilterValue, RouteQuery, ScoredId, VectorStore
 
-__all__ = ["Hit", "Retrieval", "Retriever", "payload_filters", "DENSE_ROUTES"]
+__all__ = ["Hit", "Retrieval", "Retriever", "best_per_declared_doc", "payload_filters", "DENSE_ROUTES"]
 
 DENSE_ROUTES = ("question_dense", "content_dense")
 #: Filter names that are payload fields; any other name is looked up in the item's metadata.
@@ -47,6 +47,13 @@ class Hit:
     @property
     def title(self) -> str:
         return self.payload.get("title", "")
+
+    @property
+    def declared_doc(self) -> str:
+        """The doc the knowledge record declares (a JSONL record's ``doc``); "" for a chunk of
+        a file, whose doc is the file itself."""
+        doc = self.doc
+        return doc if doc and doc != self.source else ""
 
     @property
     def text(self) -> str:
@@ -109,6 +116,22 @@ def payload_filters(filters: Mapping[str, FilterValue] | None) -> dict[str, Filt
     }
 
 
+def best_per_declared_doc(hits: list[Hit]) -> list[Hit]:
+    """``hits`` (best first) keeping only the best record of each declared doc, ranks renumbered.
+
+    Records that declare one doc are parts of one FAQ entry (e.g. a page's questions): five
+    siblings would otherwise crowd the other entries out of the top hits."""
+    seen: set[str] = set()
+    kept: list[Hit] = []
+    for hit in hits:
+        doc = hit.declared_doc
+        if doc and doc in seen:
+            continue
+        seen.add(doc)
+        kept.append(replace(hit, rank=len(kept) + 1))
+    return kept
+
+
 class Retriever:
     """Searches the four routes of a collection and fuses them in Qdrant."""
 
@@ -142,12 +165,14 @@ class Retriever:
         routes = self._routes(query, weights)
         timings["embed"] = time.perf_counter() - started
         limit = max(top_k, 10, self.rerank_top_n if self.reranker else 0)
+        # siblings of one declared doc are dropped after fusion: fetch enough to fill `limit`
+        fetch = 3 * limit if self.settings.one_per_doc else limit
         started = time.perf_counter()
         result = self.store.search(
             routes,
             fusion=fusion or self.settings.fusion,
             rrf_k=self.settings.rrf_k,
-            limit=limit,
+            limit=fetch,
             candidates=max(self.settings.candidates, limit),
             filters=payload_filters(filters),
             route_payload=ROUTE_PAYLOAD,
@@ -166,6 +191,9 @@ class Retriever:
             )
             for rank, hit in enumerate(result.fused, start=1)
         ]
+        if self.settings.one_per_doc:
+            hits = best_per_declared_doc(hits)
+        hits = hits[:limit]
         if self.reranker is not None and hits:
             started = time.perf_counter()
             hits = self._rerank(query, hits)

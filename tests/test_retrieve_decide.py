@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import kb_project as kb
 from bot.calibrate import plot_scores, write_thresholds
@@ -16,7 +18,7 @@ from bot.decide import Level, decide, level_for, relevance
 from bot.errors import ConfigError
 from bot.ingest.documents import Chunk
 from bot.evaluate import choose_thresholds
-from bot.retrieve import DENSE_ROUTES, Hit, Retrieval
+from bot.retrieve import DENSE_ROUTES, Hit, Retrieval, best_per_declared_doc
 from bot.store.base import OrMissing, ScoredId
 
 REPO = Path(__file__).resolve().parents[1]
@@ -436,3 +438,60 @@ def test_choose_thresholds_uses_a_gap_to_answer_more():
     assert all(s >= t.caution for s in answerable)  # all answered, not just 95 %
     assert all(s < t.caution for s in refuse)  # and still every must-refuse refused
     assert t.caution == pytest.approx((0.899 + 0.915) / 2, abs=1e-4)  # the middle of the gap
+
+
+# ---------------------------------------------------------------- declared docs
+
+CARD_DOC = [  # three records of one declared doc (one FAQ page), and two other entries
+    {"id": "card-0", "doc": "card-page", "question": "金融卡遗失后如何补发？", "answer": "请本人携带身分证到分行办理补发。"},
+    {"id": "card-1", "doc": "card-page", "question": "补发金融卡需要哪些文件？", "answer": "身分证、第二证件及印鉴。"},
+    {"id": "card-2", "doc": "card-page", "question": "补发金融卡的手续费是多少？", "answer": "新台币100元。"},
+    {"id": "card-limit", "doc": "limit-page", "question": "金融卡每天能转账多少钱？", "answer": "每日转账上限为新台币3万元。"},
+    {"id": "card-abroad", "question": "金融卡可以在国外提款吗？", "answer": "开通跨国提款后可以在国外提款。"},
+]
+
+
+@pytest.fixture(scope="module")
+def card_project(tmp_path_factory):
+    root = kb.write_project(tmp_path_factory.mktemp("declared-docs"), knowledge=False)
+    lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in CARD_DOC)
+    (root / "knowledge" / "cards.jsonl").write_text(lines + "\n", "utf-8")
+    with kb.engine_for(root) as engine:
+        engine.ingest(progress=False)
+    return root
+
+
+def test_records_of_one_declared_doc_give_one_hit(card_project):
+    with kb.engine_for(card_project) as engine:
+        hits = engine.retrieve("金融卡不见了怎么补发", top_k=5).hits
+    docs = [hit.doc for hit in hits if hit.doc == "card-page"]
+    assert docs == ["card-page"]
+    assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
+    assert {"card-limit", "card-abroad"} <= {hit.item_id for hit in hits}
+
+
+def test_siblings_stay_when_one_per_doc_is_off(card_project, tmp_path):
+    root = kb.copy_project(card_project, tmp_path / "project")
+    settings = yaml.safe_load((root / "bot.yml").read_text("utf-8"))
+    settings["retrieval"] = {**settings.get("retrieval", {}), "one_per_doc": False}
+    (root / "bot.yml").write_text(yaml.safe_dump(settings, allow_unicode=True), "utf-8")
+    with kb.engine_for(root) as engine:
+        hits = engine.retrieve("金融卡不见了怎么补发", top_k=5).hits
+    assert sum(hit.doc == "card-page" for hit in hits) == 3
+
+
+def test_chunks_of_a_file_are_not_collapsed(engine):
+    hits = engine.retrieve("Nimbus Pen Guide: charging and battery life", top_k=10).hits
+    guide = [hit for hit in hits if hit.source == kb.GUIDE]
+    assert len(guide) >= 2  # a file's chunks are not siblings of a declared doc
+    assert all(hit.declared_doc == "" for hit in guide)
+
+
+def test_best_per_declared_doc_keeps_the_first_of_each_doc():
+    def hit(id_, doc, source="kb.jsonl"):
+        return Hit(id=id_, rank=0, fused_score=1.0, route_scores={}, payload={"doc": doc, "source": source, "item_id": id_})
+
+    hits = [hit("a0", "a"), hit("f1", "kb.jsonl"), hit("a1", "a"), hit("b0", "b"), hit("f2", "kb.jsonl")]
+    kept = best_per_declared_doc(hits)
+    assert [h.id for h in kept] == ["a0", "f1", "b0", "f2"]
+    assert [h.rank for h in kept] == [1, 2, 3, 4]
