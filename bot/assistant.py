@@ -22,7 +22,7 @@ import httpx
 import yaml
 
 from bot.config import Settings
-from bot.errors import ServiceError
+from bot.errors import EncoderMismatchError, ServiceError
 from bot.process import ManagedProcess, port_in_use
 
 __all__ = [
@@ -117,7 +117,11 @@ def ingest_if_changed(settings: Settings, announce: Announce) -> None:
 
     announce("checking knowledge/ for changes")
     with Engine(settings) as engine:
-        report = engine.ingest(progress=True)
+        try:
+            report = engine.ingest(progress=True)
+        except EncoderMismatchError as exc:  # the collection is derived from knowledge/: remake it
+            announce(f"{exc.args[0].split('; ')[0]}: rebuilding it from knowledge/")
+            report = engine.ingest(rebuild=True, progress=True)
     announce(report.summary())
 
 

@@ -63,6 +63,10 @@ class StoreError(BotError):
     """The vector store failed or does not match the configuration."""
 
 
+class EncoderMismatchError(StoreError):
+    """The collection was built with other encoders than the configured ones: rebuild it."""
+
+
 class StoreLockedError(StoreError):
     """The embedded store is owned by another process."""
 

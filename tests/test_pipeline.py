@@ -280,6 +280,20 @@ def test_other_encoders_in_the_manifest_need_a_rebuild(tmp_path, n_chunks):
     manifest_of(root).check_encoders(dense.name, dense.dim, sparse.name)  # the new row records them
 
 
+def test_the_one_command_run_rebuilds_a_collection_of_other_encoders(tmp_path, n_chunks):
+    from bot.assistant import ingest_if_changed
+
+    root = kb.write_project(tmp_path / "project")
+    manifest_of(root).check_encoders("old-encoder/v1", 384, "lexical/jieba-bm25")
+    said = []
+    ingest_if_changed(load_settings(root), said.append)
+    assert any("old-encoder/v1" in line and "rebuilding" in line for line in said)
+    with kb.engine_for(root) as engine:
+        assert engine.store.count() == n_chunks
+        dense, sparse = engine.encoders
+    manifest_of(root).check_encoders(dense.name, dense.dim, sparse.name)  # recorded anew
+
+
 def test_another_dimension_in_the_manifest_needs_a_rebuild(project):
     with kb.engine_for(project, collection="other") as engine:
         dense, sparse = engine.encoders

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.db import schema
-from bot.errors import ManifestError, StoreError
+from bot.errors import EncoderMismatchError, ManifestError
 
 __all__ = ["Manifest", "DocumentRecord", "ChunkRecord"]
 
@@ -63,7 +63,7 @@ class Manifest:
                 )
                 return
         if (row.dense_encoder, row.dense_dim, row.sparse_encoder) != (dense, dim, sparse):
-            raise StoreError(
+            raise EncoderMismatchError(
                 f"collection {self.collection!r} was built with {row.dense_encoder} ({row.dense_dim}-d) "
                 f"and {row.sparse_encoder}, but bot.yml now configures {dense} ({dim}-d) and {sparse}; "
                 "rebuild it with `bot ingest --rebuild`"
