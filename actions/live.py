@@ -4,11 +4,16 @@ feedback on a turn, and the widget's static files.
 - ``GET /knowledge/stream/<conversation id>``: ``text/event-stream`` of the conversation's
   turn events (``actions/streams.py``), one ``data: {json}`` line each, a comment every 15 s.
 - ``POST /knowledge/feedback`` ``{"conversation_id", "turn_id", "rating": 1 | -1, "comment"?}``.
+- ``POST /knowledge/prepare`` ``{"text"}``: the widget sends each message here as it sends it to
+  Rasa, so the question is embedded while Rasa classifies it; when Rasa then calls the knowledge
+  action, retrieval skips the encoder (about 20 ms sooner to the first token). A message Rasa
+  routes elsewhere only cost an embedding. Sent as ``text/plain`` (no CORS preflight).
 - ``GET /widget/<file>``: ``widget/`` at the project root (``widget.js`` embeds the chat).
 
 Browsers on other sites may call these (the widget is embedded anywhere): they answer with
 ``Access-Control-Allow-Origin: *``; none of them reveals anything without the conversation id,
-which is the widget's random session id.
+which is the widget's random session id. The widget POSTs its JSON as ``text/plain``, a simple
+request that needs no CORS preflight (rasa-sdk's CORS layer answers ``OPTIONS`` itself).
 """
 
 from __future__ import annotations
@@ -33,8 +38,7 @@ logger = logging.getLogger(__name__)
 _HEARTBEAT_SECONDS = 15.0
 _CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST",
 }
 
 
@@ -42,7 +46,7 @@ def attach(app: Sanic) -> None:
     """Register the stream, feedback and widget routes on ``app``."""
     app.add_route(_stream, "/knowledge/stream/<conversation_id>", methods=["GET"], unquote=True)
     app.add_route(_feedback, "/knowledge/feedback", methods=["POST"])
-    app.add_route(_preflight, "/knowledge/feedback", methods=["OPTIONS"])
+    app.add_route(_prepare, "/knowledge/prepare", methods=["POST"])
     widget = widget_dir()
     if widget.is_dir():
         app.static("/widget", str(widget), name="knowledge_widget")
@@ -94,7 +98,21 @@ async def _feedback(request):
     return json_response({"stored": feedback_id}, headers=_CORS)
 
 
-async def _preflight(_request):
+async def _prepare(request):
+    try:
+        text = json.loads(request.body or b"{}")["text"].strip()
+        if not text:
+            raise ValueError("empty text")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return json_response({"error": f"bad request: {exc}"}, status=400, headers=_CORS)
+    try:
+        engine = await runtime.get_engine()
+    except Exception:
+        return json_response({"error": "the knowledge engine is not available"}, status=503, headers=_CORS)
+    limit = engine.settings.generation.max_question_chars
+    if len(text) > limit:
+        return json_response({"error": f"longer than {limit} characters"}, status=413, headers=_CORS)
+    await asyncio.to_thread(engine.prepare, text)
     return empty(headers=_CORS)
 
 

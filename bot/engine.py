@@ -152,6 +152,11 @@ class Engine:
         with self._retrieve_lock:
             return self.retriever.retrieve(query, filters, top_k, **overrides)
 
+    def prepare(self, query: str) -> None:
+        """Embed ``query`` ahead of its retrieval (see :meth:`Retriever.prepare`)."""
+        with self._retrieve_lock:
+            self.retriever.prepare(query)
+
     def decide(self, retrieval: Retrieval) -> Decision:
         """The refusal level for a retrieval, with the configured thresholds."""
         return decide(retrieval, self.settings.decision)

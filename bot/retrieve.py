@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
@@ -23,6 +24,8 @@ DENSE_ROUTES = ("question_dense", "content_dense")
 PAYLOAD_FIELDS = ("doc", "source", "item_id", "language", "kind", "title")
 #: Payload keys kept with each route's own hits, enough to evaluate a route.
 ROUTE_PAYLOAD = ("item_id", "doc")
+#: Query vectors embedded ahead of their retrieval (:meth:`Retriever.prepare`) kept at most.
+PREPARED_QUERIES = 64
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,15 @@ class Retriever:
         self.store, self.dense, self.sparse = store, dense, sparse
         self.settings = settings
         self.reranker, self.rerank_top_n = reranker, rerank_top_n
+        self._prepared: OrderedDict[str, list[float]] = OrderedDict()
+
+    def prepare(self, query: str) -> None:
+        """Embed ``query`` now, so that its retrieval later skips the dense encoder (the web
+        widget sends the message here while Rasa is still classifying it)."""
+        if query not in self._prepared:
+            self._prepared[query] = self.dense.embed_query(query).tolist()
+            while len(self._prepared) > PREPARED_QUERIES:
+                self._prepared.popitem(last=False)
 
     def retrieve(
         self,
@@ -204,7 +216,7 @@ class Retriever:
         active = [route for route in ROUTES if weights.get(route, 0) > 0]
         routes = []
         if any(route.endswith("_dense") for route in active):
-            vector = self.dense.embed_query(query).tolist()
+            vector = self._prepared.pop(query, None) or self.dense.embed_query(query).tolist()
             routes += [RouteQuery(r, vector, weights[r]) for r in active if r.endswith("_dense")]
         if any(route.endswith("_sparse") for route in active):
             vector = self.sparse.encode_query(query)

@@ -495,3 +495,42 @@ def test_best_per_declared_doc_keeps_the_first_of_each_doc():
     kept = best_per_declared_doc(hits)
     assert [h.id for h in kept] == ["a0", "f1", "b0", "f2"]
     assert [h.rank for h in kept] == [1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------- prepared queries
+
+
+class CountingEncoder:
+    """Spy: the real dense encoder, counting the queries it embeds."""
+
+    def __init__(self, encoder):
+        self.encoder, self.queries = encoder, []
+
+    def embed_query(self, text):
+        self.queries.append(text)
+        return self.encoder.embed_query(text)
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+
+def test_a_prepared_query_is_retrieved_without_embedding_it_again(engine, monkeypatch):
+    spy = CountingEncoder(engine.retriever.dense)
+    monkeypatch.setattr(engine.retriever, "dense", spy)
+    expected = [hit.id for hit in engine.retrieve(REFUND_ZH).hits]
+    engine.prepare(REFUND_ZH)
+    assert spy.queries == [REFUND_ZH, REFUND_ZH]
+    assert [hit.id for hit in engine.retrieve(REFUND_ZH).hits] == expected
+    assert spy.queries == [REFUND_ZH, REFUND_ZH]  # the prepared vector was used
+    engine.retrieve(REFUND_ZH)
+    assert len(spy.queries) == 3  # used once: the next retrieval embeds again
+
+
+def test_prepared_queries_are_bounded(engine, monkeypatch):
+    from bot.retrieve import PREPARED_QUERIES
+
+    for number in range(PREPARED_QUERIES + 5):
+        engine.prepare(f"question {number}")
+    assert len(engine.retriever._prepared) == PREPARED_QUERIES
+    assert "question 0" not in engine.retriever._prepared
+    engine.retriever._prepared.clear()

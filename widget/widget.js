@@ -696,7 +696,7 @@
   function sendFeedback(turnId, rating) {
     return fetch(config.actionServerUrl + "/knowledge/feedback", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "text/plain;charset=UTF-8" }, // JSON body; a simple request (no preflight)
       body: JSON.stringify({ conversation_id: sessionId, turn_id: turnId, rating: rating }),
     }).then(function (response) {
       if (!response.ok) throw new Error("HTTP " + response.status);
@@ -833,6 +833,17 @@
     sentAt = performance.now();
     record("send", { text: text });
     socket.emit("user_uttered", { message: text, session_id: sessionId });
+    if (text.charAt(0) !== "/") prepare(text);
+  }
+
+  // Embed the question on the action server while Rasa classifies it (actions/live.py);
+  // text/plain keeps it a simple request (no CORS preflight). Nothing depends on the reply.
+  function prepare(text) {
+    fetch(config.actionServerUrl + "/knowledge/prepare", {
+      method: "POST",
+      headers: { "Content-Type": "text/plain;charset=UTF-8" },
+      body: JSON.stringify({ text: text }),
+    }).catch(function () {});
   }
 
   form.addEventListener("submit", function (event) {
