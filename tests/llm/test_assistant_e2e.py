@@ -9,10 +9,8 @@ import re
 import httpx
 import pytest
 
-from bot.assistant import action_server, engine_ready, ingest_if_changed, rasa_ready, rasa_server
 from bot.config import load_settings
-from assistant_project import copy_assistant_project, free_port
-from vllm_server import SERVED_NAME
+from assistant_project import copy_assistant_project, free_port, running_assistant, use_llm_server
 
 
 
@@ -21,24 +19,11 @@ def assistant(llm_server, rasa_model, tmp_path_factory):
     """The REST webhook URL of a running assistant on a copy of this project."""
     action_port, rasa_port = free_port(), free_port()
     root = copy_assistant_project(tmp_path_factory.mktemp("assistant"), action_port)
-    endpoints = (root / "endpoints.yml").read_text("utf-8")
-    endpoints = re.sub(r"(?m)^  url:\s*$", f"  url: {llm_server.url}", endpoints)
-    endpoints = endpoints.replace("model: qwen2.5-coder-0.5b", f"model: {SERVED_NAME}")
-    (root / "endpoints.yml").write_text(endpoints, "utf-8")
+    use_llm_server(root, llm_server)
     settings = load_settings(root)
     assert settings.llm.url == llm_server.url
-    ingest_if_changed(settings, print)
-    actions = action_server(settings, port=action_port)
-    rasa = rasa_server(settings, port=rasa_port, model=rasa_model)
-    try:
-        actions.start()
-        actions.wait_ready(engine_ready(action_port), 300)
-        rasa.start()
-        rasa.wait_ready(rasa_ready(rasa_port), 300)
+    with running_assistant(settings, rasa_model, action_port=action_port, rasa_port=rasa_port):
         yield f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"
-    finally:
-        rasa.stop()
-        actions.stop()
 
 
 def say(url: str, sender: str, text: str) -> tuple[str, dict | None]:

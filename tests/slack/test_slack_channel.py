@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant_project import copy_assistant_project, free_port
-from bot.assistant import action_server, engine_ready, ingest_if_changed, rasa_ready, rasa_server
+from assistant_project import copy_assistant_project, free_port, running_assistant
 from bot.config import load_settings
 from slack_standin import BOT_USER, TEST_TOKEN, SlackApiStandIn, message_event, post_signed
 
@@ -101,26 +100,18 @@ def slack(rasa_model, tmp_path_factory):
     (root / "credentials.yml").write_text(CREDENTIALS, "utf-8")
     (root / "knowledge" / "faq" / "slack_help.jsonl").write_text(json.dumps(SLACK_FAQ) + "\n", "utf-8")
     settings = load_settings(root)
-    ingest_if_changed(settings, print)
     env = {
         "SLACK_BOT_TOKEN": TEST_TOKEN,
         "SLACK_SIGNING_SECRET": SECRET,
         "SLACK_CHANNEL": CHANNEL,
         "SLACK_API_URL": api.url,
     }
-    actions = action_server(settings, port=action_port, use_llm=False)
-    rasa = rasa_server(settings, port=rasa_port, model=rasa_model)
-    actions.env.update(env)
-    rasa.env.update(env)
     try:
-        actions.start()
-        actions.wait_ready(engine_ready(action_port), 300)
-        rasa.start()
-        rasa.wait_ready(rasa_ready(rasa_port), 300)
-        yield SlackBot(f"http://127.0.0.1:{rasa_port}/webhooks/slack/webhook", api)
+        with running_assistant(
+            settings, rasa_model, action_port=action_port, rasa_port=rasa_port, use_llm=False, env=env
+        ):
+            yield SlackBot(f"http://127.0.0.1:{rasa_port}/webhooks/slack/webhook", api)
     finally:
-        rasa.stop()
-        actions.stop()
         api.stop()
 
 

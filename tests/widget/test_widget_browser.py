@@ -21,9 +21,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from assistant_project import REPO, copy_assistant_project, free_port
+from assistant_project import REPO, copy_assistant_project, free_port, running_assistant, use_llm_server
 
-from vllm_server import SERVED_NAME
 
 CHROMIUM = Path("/usr/bin/chromium")
 WIDGET = REPO / "widget"
@@ -180,37 +179,22 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(rasa_model, llm_server, tmp_path_factory):
     """vLLM + action server + ``rasa run`` on a copy of this project, with the widget."""
-    from bot.assistant import action_server, engine_ready, ingest_if_changed, rasa_ready, rasa_server
     from bot.config import load_settings
     from bot.db.engine import connect
 
-    llm = llm_server  # the session's vLLM, shared with tests/llm
     action_port, rasa_port = free_port(), free_port()
     root = copy_assistant_project(tmp_path_factory.mktemp("assistant"), action_port)
     shutil.copytree(WIDGET, root / "widget")  # the action server serves widget/ of its project
-    endpoints = (root / "endpoints.yml").read_text("utf-8")
-    endpoints = re.sub(r"(?m)^  url:\s*$", f"  url: {llm.url}", endpoints)
-    endpoints = endpoints.replace("model: qwen2.5-coder-0.5b", f"model: {SERVED_NAME}")
-    (root / "endpoints.yml").write_text(endpoints, "utf-8")
+    use_llm_server(root, llm_server)  # the session's vLLM, shared with tests/llm
     settings = load_settings(root)
-    assert settings.llm.url == llm.url
-    ingest_if_changed(settings, print)
-    actions = action_server(settings, port=action_port)
-    rasa = rasa_server(settings, port=rasa_port, model=rasa_model)
-    try:
-        actions.start()
-        actions.wait_ready(engine_ready(action_port), 600)
-        rasa.start()
-        rasa.wait_ready(rasa_ready(rasa_port), 600)
+    assert settings.llm.url == llm_server.url
+    with running_assistant(settings, rasa_model, action_port=action_port, rasa_port=rasa_port) as (actions, rasa):
         yield Stack(
             rasa=f"http://127.0.0.1:{rasa_port}",
             actions=f"http://127.0.0.1:{action_port}",
             sql=connect(settings.sql.url, settings.root),
             logs=[actions.log_path, rasa.log_path],
         )
-    finally:
-        rasa.stop()
-        actions.stop()
 
 
 def open_widget(browser, stack: Stack, language: str):
