@@ -7,7 +7,7 @@ feedback on a turn, and the widget's static files.
 - ``POST /knowledge/prepare`` ``{"text"}``: the widget sends each message here as it sends it to
   Rasa, so the question is embedded while Rasa classifies it; when Rasa then calls the knowledge
   action, retrieval skips the encoder (about 20 ms sooner to the first token). A message Rasa
-  routes elsewhere only cost an embedding. Sent as ``text/plain`` (no CORS preflight).
+  routes elsewhere only costs an embedding. Sent as ``text/plain`` (no CORS preflight).
 - ``GET /widget/<file>``: ``widget/`` at the project root (``widget.js`` embeds the chat).
 
 Browsers on other sites may call these (the widget is embedded anywhere): they answer with
