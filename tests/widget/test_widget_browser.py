@@ -35,7 +35,7 @@ QUESTION_EN = "How do I pair the Nimbus Pen with my phone?"
 CANNED_EN = ("How do I reset my password?", "To keep your account safe I can't handle account, password")
 CANNED_ZH = ("我要退款", "退款由账务专员逐单审核处理")
 #: utter_history_cleared (domain.yml).
-CLEARED = {"en": "Conversation history cleared."}
+CLEARED = {"en": "Conversation history cleared.", "zh": "已清空对话历史"}
 #: Seconds one answer may take on a busy 2-core machine.
 ANSWER_TIMEOUT = 300
 
@@ -342,9 +342,8 @@ def test_a_sensitive_question_shows_the_canned_answer(browser, stack, language, 
         page.locator(".kbw-canned", has_text=canned).wait_for(timeout=ANSWER_TIMEOUT * 1000)
         assert page.locator(".kbw-answer").count() == 0
         assert events(page, "sse") == []  # the knowledge action never ran: nothing streamed
-        if language == "zh":
-            return  # the refund form is active now: it takes "/clear_history" as its order number
-        # the clear-history button: the chat is emptied and the bot confirms (clear_history intent)
+        # the clear-history button: the chat is emptied and the bot confirms (clear_history
+        # intent); in Chinese the refund form is waiting for an order number, and leaves
         page.locator(".kbw-clear").click()
         page.locator(".kbw-canned", has_text=CLEARED[language]).wait_for(timeout=ANSWER_TIMEOUT * 1000)
         assert page.locator(".kbw-user").count() == 0 and page.locator(".kbw-msg").count() == 1
@@ -359,7 +358,7 @@ def test_two_sessions_at_once_see_only_their_own_tokens(browser, stack):
         id_a, id_b = (p.evaluate("window.KnowledgeBotWidget.sessionId") for p in (page_a, page_b))
         assert id_a != id_b
         ask(page_a, "智能笔保修多久？")
-        ask(page_b, "Can I export my notes as PDF?")
+        ask(page_b, "How do I share a note?")
         seen_a = watch_answer(page_a, "", ask_it=False)
         seen_b = watch_answer(page_b, "", ask_it=False)
         streams = {}
@@ -374,7 +373,9 @@ def test_two_sessions_at_once_see_only_their_own_tokens(browser, stack):
         (streamed_a, final_a, deltas_a), (streamed_b, final_b, deltas_b) = streams["a"], streams["b"]
         assert final_a.startswith(streamed_a.strip()[:20]) and final_b.startswith(streamed_b.strip()[:20])
         assert final_b[:40] not in streamed_a and final_a[:40] not in streamed_b
-        assert re.search(r"[\u4e00-\u9fff]", streamed_a) and not re.search(r"[\u4e00-\u9fff]", streamed_b)
+        assert re.search(r"[\u4e00-\u9fff]", streamed_a)  # the Chinese question's answer
+        # the English one's (the small model may slip in a Chinese word such as 抱歉)
+        assert len(re.findall(r"[A-Za-z]", streamed_b)) > 5 * len(re.findall(r"[\u4e00-\u9fff]", streamed_b))
         # the two answers were written at the same time (wall clock of each page's events)
         window_a = (deltas_a[0]["wall"], deltas_a[-1]["wall"])
         window_b = (deltas_b[0]["wall"], deltas_b[-1]["wall"])
