@@ -46,7 +46,7 @@ __all__ = [
 ROUTES = ("question_dense", "question_sparse", "content_dense", "content_sparse")
 
 #: Route weights measured on Chinese and English FAQ sets (README, "How retrieval works").
-DEFAULT_WEIGHTS = {"question_dense": 3.0, "question_sparse": 0.5, "content_dense": 2.0, "content_sparse": 1.0}
+DEFAULT_WEIGHTS = {"question_dense": 3.0, "question_sparse": 0.25, "content_dense": 2.5, "content_sparse": 1.0}
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
