@@ -103,8 +103,11 @@ def test_product_slot_scopes_retrieval(engine_root):
     for item_id in scoped:
         hits = engine.retrieve("battery", filters={"item_id": item_id}, top_k=1).hits
         assert hits[0].payload.get("metadata", {}).get("product") in (None, "nimbus-note")
-    assert "faq-zh-pen-battery" in sources("nimbus-pen")
-    assert "faq-zh-pen-battery" in sources("all")
+    pen_scoped = sources("nimbus-pen")
+    assert "faq-zh-pen-battery" in pen_scoped and "faq-en-password" not in pen_scoped
+    # "all" searches everything: what an empty slot gets, and more than the pen scope lets through
+    everything = sources("all")
+    assert everything == sources(None) and everything != pen_scoped
 
 
 def test_product_filters():
