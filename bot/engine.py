@@ -15,7 +15,7 @@ import threading
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Mapping, Sequence, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from sqlalchemy.engine import Engine as SqlEngine
 
@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.decide import Decision, decide
 from bot.embed import DenseEncoder, SparseEncoder, build_encoders
 from bot.generate import Answer, AnswerDone, Event, Generator
+from bot.ingest.documents import Chunk
 from bot.ingest.manifest import Manifest
 from bot.ingest.pipeline import IngestReport, Ingestor
 from bot.lang import detect_language
@@ -140,6 +141,20 @@ class Engine:
         if rebuild:
             ingestor.rebuild()
         return ingestor.run(paths, progress=progress)
+
+    def iter_chunks(
+        self,
+        paths: Sequence[Path] | None = None,
+        *,
+        on_failure: Callable[[str, str], None] | None = None,
+    ) -> Iterator[list[Chunk]]:
+        """The chunks of each file under ``paths`` (default: ``ingest.paths``) as ingestion cuts
+        them, without generated questions. Touches neither the store nor the manifest, so it works
+        while another process holds the embedded store; ``on_failure(source, reason)`` hears of
+        files that cannot be parsed."""
+        dense, sparse = self.encoders
+        chunker = Ingestor(None, None, dense, sparse, self.settings.ingest, self.settings.root)  # type: ignore[arg-type]
+        return chunker.iter_chunks(paths, on_failure=on_failure)
 
     def retrieve(
         self,

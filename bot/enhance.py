@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from bot.errors import LLMError
 from bot.ingest.documents import Chunk
-from bot.ingest.pipeline import Ingestor
 from bot.llm.client import LLMClient
 from bot.llm.prompts import Prompts
 
@@ -92,7 +91,7 @@ def enhance(
     report = EnhanceReport(output=output)
     done = done_chunk_ids(output)
     on_failure = lambda source, reason: report.file_failures.append((source, reason))  # noqa: E731
-    chunks = [c for file in _chunker(engine).iter_chunks(paths, on_failure=on_failure) for c in file]
+    chunks = [c for file in engine.iter_chunks(paths, on_failure=on_failure) for c in file]
     todo = [c for c in chunks if c.id not in done]
     report.skipped = len(chunks) - len(todo)
     if limit is not None:
@@ -167,13 +166,6 @@ def done_chunk_ids(path: Path) -> set[str]:
         if isinstance(entry, dict) and isinstance(entry.get("chunk_id"), str):
             ids.add(entry["chunk_id"])
     return ids
-
-
-def _chunker(engine) -> Ingestor:
-    """An ingestor for scanning and chunking only: it touches neither the store nor the manifest,
-    so enhancing works while another process holds the embedded store."""
-    dense, sparse = engine.encoders
-    return Ingestor(None, None, dense, sparse, engine.settings.ingest, engine.settings.root)  # type: ignore[arg-type]
 
 
 def _appender(path: Path) -> IO[str]:

@@ -15,7 +15,7 @@ import pytest
 import kb_project as kb
 from bot.config import IngestSettings, load_settings
 from bot.engine import Engine
-from bot.enhance import _chunker, entry_for, parse_questions
+from bot.enhance import entry_for, parse_questions
 from bot.errors import LoaderError
 from bot.ingest.documents import Chunk
 
@@ -40,7 +40,7 @@ def project(template, tmp_path) -> Path:
 
 def chunks_of(engine: Engine, source: str) -> list[Chunk]:
     """The chunks of one knowledge file, cut as ingestion cuts them."""
-    return next(_chunker(engine).iter_chunks([engine.settings.root / source]))
+    return next(engine.iter_chunks([engine.settings.root / source]))
 
 
 def passage(engine: Engine, source: str) -> Chunk:
@@ -170,7 +170,7 @@ def test_the_review_file_is_never_ingested_as_knowledge(project):
         write_review_file(project, [approved(passage(engine, kb.GUIDE), GUIDE_QUESTIONS)])
         with pytest.raises(LoaderError, match="generated questions file"):
             engine.ingest([project / ENHANCED], progress=False)
-        assert {chunks[0].source for chunks in _chunker(engine).iter_chunks()} == kb.SOURCES
+        assert {chunks[0].source for chunks in engine.iter_chunks()} == kb.SOURCES
     assert "enhanced_questions.jsonl" in IngestSettings().exclude
     assert "enhanced_questions.jsonl" in load_settings(REPO).ingest.exclude
 
@@ -189,7 +189,7 @@ def test_iter_chunks_skips_files_that_fail(project):
     (project / "knowledge" / "docs" / "empty.md").write_bytes(b"")
     failures = []
     with kb.engine_for(project) as engine:
-        files = list(_chunker(engine).iter_chunks(on_failure=lambda source, reason: failures.append((source, reason))))
+        files = list(engine.iter_chunks(on_failure=lambda source, reason: failures.append((source, reason))))
     assert {chunks[0].source for chunks in files} == kb.SOURCES
     assert [source for source, _ in failures] == ["knowledge/docs/empty.md"]
     assert "file is empty" in failures[0][1]
