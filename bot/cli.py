@@ -625,7 +625,7 @@ def traces_purge(ctx, days):
 
 def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool, *, rebuild: bool = False):
     from bot.engine import Engine
-    from bot.evaluate import eval_collection_name, evaluate, read_queries
+    from bot.evaluate import eval_collection_name, evaluate, identical_records, read_queries
 
     labelled = read_queries(queries)
     settings = load_settings(ctx.obj["root"])
@@ -634,7 +634,8 @@ def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool, *, rebuild: bo
         if not quiet:
             click.echo(ingest_report.summary(), err=True)
         overrides = {"fusion": fusion} if fusion else {}
-        return evaluate(engine, labelled, progress=not quiet, **overrides)
+        identical = identical_records(chunk for chunks in engine.iter_chunks([knowledge]) for chunk in chunks)
+        return evaluate(engine, labelled, progress=not quiet, identical=identical, **overrides)
 
 
 def _parse_filters(pairs) -> dict:

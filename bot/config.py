@@ -97,6 +97,7 @@ class RetrievalSettings:
     rrf_k: int = 2
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     one_per_doc: bool = True  # records that declare the same doc (JSONL "doc") are one hit: the best
+    merge_identical: bool = True  # records with the same question and text are one hit (ids as aliases)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,10 @@
 """Evaluation and calibration on labelled questions (the ``../shared/eval`` formats).
 
 Queries JSONL: ``{"query": ..., "expected": [ids]}``; an empty list means "must refuse".
-An expected id matches a hit whose ``item_id`` or ``doc`` equals it.
+An expected id matches a hit whose ``item_id`` or ``doc`` equals it, or whose record is
+identical to the expected one (the same question and text under another id: which of the two
+ranks first is the store's arbitrary choice). The rule is the same for the fused list and
+every route's list.
 
 - :func:`evaluate`: hit@1, hit@5, MRR@10 over answerable queries (fused and per route),
   answered rate among answerable and refused rate among must-refuse at the configured
@@ -17,13 +20,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
 from bot.config import ROUTES, DecisionSettings, Thresholds
 from bot.decide import decide
 from bot.errors import ConfigError
+from bot.ingest.documents import Chunk
 from bot.store.base import ScoredId
 
 __all__ = [
@@ -33,6 +37,7 @@ __all__ = [
     "evaluate",
     "choose_thresholds",
     "eval_collection_name",
+    "identical_records",
 ]
 
 
@@ -119,9 +124,13 @@ def evaluate(
     *,
     decision: DecisionSettings | None = None,
     progress: bool = True,
+    identical: Mapping[str, frozenset[str]] | None = None,
     **overrides,
 ) -> EvalReport:
-    """Run every query through retrieval and decision; ``overrides`` go to ``retrieve``."""
+    """Run every query through retrieval and decision; ``overrides`` go to ``retrieve``.
+    ``identical`` (from :func:`identical_records`) credits a hit for a record identical to the
+    expected one."""
+    identical = identical or {}
     decision = decision or engine.settings.decision
     report = EvalReport()
     for labelled in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
@@ -135,9 +144,9 @@ def evaluate(
             report.answered += verdict.level.answers
             report.answerable_scores.append(score)
             expected = set(labelled.expected)
-            report.fused.add(_first_rank(((h.item_id, h.doc) for h in retrieval.hits), expected))
+            report.fused.add(_first_rank((_credited(h.ids, identical) for h in retrieval.hits), expected))
             for name, hits in retrieval.routes.items():
-                report.routes[name].add(_first_rank(_ids(hits), expected))
+                report.routes[name].add(_first_rank((_credited(ids, identical) for ids in _ids(hits)), expected))
         else:
             report.n_refuse += 1
             report.refused += not verdict.level.answers
@@ -186,6 +195,23 @@ def choose_thresholds(
     return Thresholds(answer=answer, caution=caution, sources=sources)
 
 
+def identical_records(chunks: Iterable[Chunk]) -> dict[str, frozenset[str]]:
+    """For each item id whose record has the same question and text as another's, the item ids
+    and declared docs of all of them (the same grouping as ``retrieval.merge_identical``)."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    members: dict[tuple[str, str], list[str]] = {}
+    for chunk in chunks:
+        content = (chunk.question, chunk.text)
+        groups.setdefault(content, set()).update(i for i in (chunk.item_id, chunk.declared_doc) if i)
+        members.setdefault(content, []).append(chunk.item_id)
+    return {
+        item_id: frozenset(groups[content])
+        for content, item_ids in members.items()
+        if len(set(item_ids)) > 1
+        for item_id in item_ids
+    }
+
+
 def eval_collection_name(knowledge: Path) -> str:
     """A collection name of its own for an evaluation knowledge file."""
     path = Path(knowledge).resolve()
@@ -193,15 +219,21 @@ def eval_collection_name(knowledge: Path) -> str:
     return f"eval-{slug}"
 
 
-def _ids(hits: list[ScoredId]) -> Iterable[tuple[str, str]]:
+def _ids(hits: list[ScoredId]) -> Iterable[frozenset[str]]:
     for hit in hits:
         payload = hit.payload or {}
-        yield payload.get("item_id", hit.id), payload.get("doc", "")
+        yield frozenset((payload.get("item_id", hit.id), payload.get("doc", "")))
 
 
-def _first_rank(ranked: Iterable[tuple[str, str]], expected: set[str]) -> int | None:
-    for rank, (item_id, doc) in enumerate(ranked, start=1):
-        if item_id in expected or doc in expected:
+def _credited(ids: frozenset[str], identical: Mapping[str, frozenset[str]]) -> frozenset[str]:
+    """``ids`` and the ids of every record identical to one of them."""
+    return ids.union(*(identical[i] for i in ids if i in identical))
+
+
+def _first_rank(ranked: Iterable[frozenset[str]], expected: set[str]) -> int | None:
+    """The rank of the first hit, given as the ids it stands for, that matches an expected id."""
+    for rank, ids in enumerate(ranked, start=1):
+        if ids & expected:
             return rank
     return None
 

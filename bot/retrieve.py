@@ -14,10 +14,18 @@ from typing import Any, Mapping
 
 from bot.config import ROUTES, RetrievalSettings
 from bot.embed.base import DenseEncoder, SparseEncoder
-from bot.ingest.documents import heading
+from bot.ingest.documents import declared_doc, heading
 from bot.store.base import FilterValue, RouteQuery, ScoredId, VectorStore
 
-__all__ = ["Hit", "Retrieval", "Retriever", "best_per_declared_doc", "payload_filters", "DENSE_ROUTES"]
+__all__ = [
+    "Hit",
+    "Retrieval",
+    "Retriever",
+    "best_per_declared_doc",
+    "merge_identical",
+    "payload_filters",
+    "DENSE_ROUTES",
+]
 
 DENSE_ROUTES = ("question_dense", "content_dense")
 #: Filter names that are payload fields; any other name is looked up in the item's metadata.
@@ -38,6 +46,8 @@ class Hit:
     route_scores: dict[str, float]
     payload: Mapping[str, Any]
     rerank_score: float | None = None
+    #: item ids and declared docs of records identical to this one, merged into it
+    aliases: tuple[str, ...] = ()
 
     @property
     def item_id(self) -> str:
@@ -48,15 +58,18 @@ class Hit:
         return self.payload.get("doc", "")
 
     @property
+    def ids(self) -> frozenset[str]:
+        """Every id this hit stands for: its item id, doc and aliases (an expected id matches any)."""
+        return frozenset(i for i in (self.item_id, self.doc, *self.aliases) if i)
+
+    @property
     def title(self) -> str:
         return self.payload.get("title", "")
 
     @property
     def declared_doc(self) -> str:
-        """The doc the knowledge record declares (a JSONL record's ``doc``); "" for a chunk of
-        a file, whose doc is the file itself."""
-        doc = self.doc
-        return doc if doc and doc != self.source else ""
+        """The doc the knowledge record declares; "" for a chunk of a file."""
+        return declared_doc(self.doc, self.source)
 
     @property
     def text(self) -> str:
@@ -85,6 +98,7 @@ class Hit:
             "fused_score": self.fused_score,
             "route_scores": self.route_scores,
             "rerank_score": self.rerank_score,
+            "aliases": list(self.aliases),
             "title": self.title,
             "section": self.payload.get("section", ""),
             "question": self.question,
@@ -135,6 +149,25 @@ def best_per_declared_doc(hits: list[Hit]) -> list[Hit]:
     return kept
 
 
+def merge_identical(hits: list[Hit]) -> list[Hit]:
+    """``hits`` (best first) with each record whose question and text equal a better hit's merged
+    into it, ranks renumbered: the same answer stored under two ids is one hit, and the merged
+    record's item id and declared doc join the kept hit's ``aliases``. Their route scores are
+    equal, so without this the store's arbitrary order between them decides which one ranks first."""
+    kept: list[Hit] = []
+    by_content: dict[tuple[str, str], int] = {}
+    for hit in hits:
+        content = (hit.question, hit.text)
+        if content in by_content:
+            index = by_content[content]
+            merged = tuple(i for i in (hit.item_id, hit.declared_doc) if i and i not in kept[index].ids)
+            kept[index] = replace(kept[index], aliases=kept[index].aliases + merged)
+            continue
+        by_content[content] = len(kept)
+        kept.append(replace(hit, rank=len(kept) + 1))
+    return kept
+
+
 class Retriever:
     """Searches the four routes of a collection and fuses them in Qdrant."""
 
@@ -177,8 +210,10 @@ class Retriever:
         routes = self._routes(query, weights)
         timings["embed"] = time.perf_counter() - started
         limit = max(top_k, 10, self.rerank_top_n if self.reranker else 0)
-        # siblings of one declared doc are dropped after fusion: fetch enough to fill `limit`
-        fetch = 3 * limit if self.settings.one_per_doc else limit
+        # siblings of one declared doc and identical records are dropped after fusion: fetch
+        # enough to fill `limit`
+        collapses = self.settings.one_per_doc or self.settings.merge_identical
+        fetch = 3 * limit if collapses else limit
         started = time.perf_counter()
         result = self.store.search(
             routes,
@@ -205,6 +240,8 @@ class Retriever:
         ]
         if self.settings.one_per_doc:
             hits = best_per_declared_doc(hits)
+        if self.settings.merge_identical:
+            hits = merge_identical(hits)
         hits = hits[:limit]
         if self.reranker is not None and hits:
             started = time.perf_counter()
@@ -229,10 +266,6 @@ class Retriever:
         scores = self.reranker.score(query, [f"{h.question}\n{h.text}".strip() for h in head])
         ranked = sorted(zip(head, scores), key=lambda pair: pair[1], reverse=True)
         reranked = [
-            Hit(h.id, rank, h.fused_score, h.route_scores, h.payload, float(score))
-            for rank, (h, score) in enumerate(ranked, start=1)
+            replace(h, rank=rank, rerank_score=float(score)) for rank, (h, score) in enumerate(ranked, start=1)
         ]
-        return reranked + [
-            Hit(h.id, len(reranked) + i, h.fused_score, h.route_scores, h.payload)
-            for i, h in enumerate(tail, start=1)
-        ]
+        return reranked + [replace(h, rank=len(reranked) + i) for i, h in enumerate(tail, start=1)]

@@ -17,8 +17,8 @@ from bot.config import DEFAULT_WEIGHTS, ROUTES, DecisionSettings, Thresholds, lo
 from bot.decide import Level, decide, level_for, relevance
 from bot.errors import ConfigError
 from bot.ingest.documents import Chunk
-from bot.evaluate import choose_thresholds
-from bot.retrieve import DENSE_ROUTES, Hit, Retrieval, best_per_declared_doc
+from bot.evaluate import LabelledQuery, choose_thresholds, evaluate, identical_records
+from bot.retrieve import DENSE_ROUTES, Hit, Retrieval, best_per_declared_doc, merge_identical
 from bot.store.base import OrMissing, ScoredId
 
 REPO = Path(__file__).resolve().parents[1]
@@ -495,6 +495,89 @@ def test_best_per_declared_doc_keeps_the_first_of_each_doc():
     kept = best_per_declared_doc(hits)
     assert [h.id for h in kept] == ["a0", "f1", "b0", "f2"]
     assert [h.rank for h in kept] == [1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------- identical records
+
+ABROAD = {"question": "金融卡可以在国外提款吗？", "answer": "开通跨国提款后可以在国外提款。"}
+DUPLICATES = [  # one answer stored under two ids (two pages), and a neighbour that differs
+    {"id": "abroad-a", "doc": "page-a", **ABROAD},
+    {"id": "abroad-b", "doc": "page-b", **ABROAD},
+    {"id": "abroad-fee", "question": "金融卡在国外提款要手续费吗？", "answer": "每笔收取新台币75元。"},
+    {"id": "card-limit", "question": "金融卡每天能转账多少钱？", "answer": "每日转账上限为新台币3万元。"},
+]
+
+
+@pytest.fixture(scope="module")
+def duplicates_project(tmp_path_factory):
+    root = kb.write_project(tmp_path_factory.mktemp("identical"), knowledge=False)
+    lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in DUPLICATES)
+    (root / "knowledge" / "cards.jsonl").write_text(lines + "\n", "utf-8")
+    with kb.engine_for(root) as engine:
+        engine.ingest(progress=False)
+    return root
+
+
+def test_identical_records_are_one_hit_with_the_other_as_alias(duplicates_project):
+    with kb.engine_for(duplicates_project) as engine:
+        hits = engine.retrieve("在国外能用金融卡提款吗", top_k=4).hits
+    [abroad] = [hit for hit in hits if hit.text == ABROAD["answer"]]
+    assert abroad.ids == {"abroad-a", "page-a", "abroad-b", "page-b"}
+    assert len(abroad.aliases) == 2 and abroad.item_id not in abroad.aliases
+    assert abroad.as_dict()["aliases"] == list(abroad.aliases)
+    assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
+    assert {"abroad-fee", "card-limit"} <= {hit.item_id for hit in hits}  # the freed place is filled
+
+
+ABROAD_QUERIES = [LabelledQuery("在国外能用金融卡提款吗", (record,)) for record in ("abroad-a", "abroad-b", "page-b")]
+
+
+def test_evaluation_credits_an_alias(duplicates_project):
+    with kb.engine_for(duplicates_project) as engine:
+        report = evaluate(engine, ABROAD_QUERIES, progress=False)
+    assert report.as_dict()["hit_at_1"] == 1.0  # whichever copy the store ranks first
+
+
+def test_identical_records_are_credited_in_every_route(duplicates_project):
+    with kb.engine_for(duplicates_project) as engine:
+        identical = identical_records(chunk for chunks in engine.iter_chunks() for chunk in chunks)
+        asked = [LabelledQuery(ABROAD["question"], query.expected) for query in ABROAD_QUERIES]
+        report = evaluate(engine, asked, progress=False, identical=identical).as_dict()
+    group = frozenset({"abroad-a", "page-a", "abroad-b", "page-b"})
+    assert identical == {"abroad-a": group, "abroad-b": group}  # the neighbours differ: not there
+    assert report["hit_at_1"] == 1.0
+    for route in ROUTES:  # both copies tie at the top of every route: either one counts
+        assert report["routes"][route]["hit_at_1"] == 1.0, route
+
+
+def test_identical_records_stay_apart_when_merging_is_off(duplicates_project, tmp_path):
+    root = kb.copy_project(duplicates_project, tmp_path / "project")
+    settings = yaml.safe_load((root / "bot.yml").read_text("utf-8"))
+    settings["retrieval"] = {**settings.get("retrieval", {}), "merge_identical": False}
+    (root / "bot.yml").write_text(yaml.safe_dump(settings, allow_unicode=True), "utf-8")
+    with kb.engine_for(root) as engine:
+        hits = engine.retrieve("在国外能用金融卡提款吗", top_k=4).hits
+    assert sorted(hit.item_id for hit in hits if hit.text == ABROAD["answer"]) == ["abroad-a", "abroad-b"]
+    assert all(hit.aliases == () for hit in hits)
+
+
+def test_merge_identical_needs_the_same_question_and_text():
+    def hit(id_, question, text, doc="", source="kb.jsonl"):
+        payload = {"item_id": id_, "question": question, "text": text, "doc": doc or source, "source": source}
+        return Hit(id=id_, rank=0, fused_score=1.0, route_scores={}, payload=payload)
+
+    hits = [
+        hit("q1", "Q", "A", doc="d1"),
+        hit("q2", "Q", "B"),  # same question, other answer: another entry
+        hit("q3", "Q", "A", doc="d3"),  # the same as q1
+        hit("p1", "", "A"),  # the same text as a passage without the question
+        hit("q4", "Q", "A"),  # the same as q1, no declared doc
+    ]
+    kept = merge_identical(hits)
+    assert [h.id for h in kept] == ["q1", "q2", "p1"]
+    assert [h.rank for h in kept] == [1, 2, 3]
+    assert kept[0].aliases == ("q3", "d3", "q4")
+    assert kept[1].aliases == () and kept[2].aliases == ()
 
 
 # ---------------------------------------------------------------- prepared queries

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Table", "Block", "FaqItem", "ParsedDocument", "Chunk", "ChunkKind", "heading"]
+__all__ = ["Table", "Block", "FaqItem", "ParsedDocument", "Chunk", "ChunkKind", "heading", "declared_doc"]
 
 ChunkKind = Literal["faq", "passage", "table_row"]
 
@@ -20,6 +20,12 @@ def heading(question: str, title: str, section: str) -> str:
     """What a chunk is about, as shown to people and the LLM: an FAQ item's question, else
     "title > section" (either part may be missing)."""
     return question or " > ".join(part for part in (title, section) if part)
+
+
+def declared_doc(doc: str, source: str) -> str:
+    """The doc a knowledge record declares (a JSONL record's ``doc``); "" for a chunk of a file,
+    whose doc is the file itself."""
+    return doc if doc and doc != source else ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,11 @@ class Chunk:
     def heading(self) -> str:
         """The FAQ question, else "title > section"."""
         return heading(self.question, self.title, self.section)
+
+    @property
+    def declared_doc(self) -> str:
+        """The doc this record declares; "" for a chunk of a file."""
+        return declared_doc(self.doc, self.source)
 
     @property
     def content_for_embedding(self) -> str:
