@@ -451,14 +451,28 @@ CARD_DOC = [  # three records of one declared doc (one FAQ page), and two other 
 ]
 
 
-@pytest.fixture(scope="module")
-def card_project(tmp_path_factory):
-    root = kb.write_project(tmp_path_factory.mktemp("declared-docs"), knowledge=False)
-    lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in CARD_DOC)
+def jsonl_project(root: Path, records: list[dict]) -> Path:
+    """A project whose knowledge is ``records`` in one JSONL file, ingested."""
+    kb.write_project(root, knowledge=False)
+    lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in records)
     (root / "knowledge" / "cards.jsonl").write_text(lines + "\n", "utf-8")
     with kb.engine_for(root) as engine:
         engine.ingest(progress=False)
     return root
+
+
+def with_retrieval_setting(project: Path, root: Path, **values) -> Path:
+    """A copy of ``project`` at ``root`` with ``values`` set under ``retrieval`` in its bot.yml."""
+    kb.copy_project(project, root)
+    settings = yaml.safe_load((root / "bot.yml").read_text("utf-8"))
+    settings["retrieval"] = {**settings.get("retrieval", {}), **values}
+    (root / "bot.yml").write_text(yaml.safe_dump(settings, allow_unicode=True), "utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def card_project(tmp_path_factory):
+    return jsonl_project(tmp_path_factory.mktemp("declared-docs"), CARD_DOC)
 
 
 def test_records_of_one_declared_doc_give_one_hit(card_project):
@@ -471,10 +485,7 @@ def test_records_of_one_declared_doc_give_one_hit(card_project):
 
 
 def test_siblings_stay_when_one_per_doc_is_off(card_project, tmp_path):
-    root = kb.copy_project(card_project, tmp_path / "project")
-    settings = yaml.safe_load((root / "bot.yml").read_text("utf-8"))
-    settings["retrieval"] = {**settings.get("retrieval", {}), "one_per_doc": False}
-    (root / "bot.yml").write_text(yaml.safe_dump(settings, allow_unicode=True), "utf-8")
+    root = with_retrieval_setting(card_project, tmp_path / "project", one_per_doc=False)
     with kb.engine_for(root) as engine:
         hits = engine.retrieve("金融卡不见了怎么补发", top_k=5).hits
     assert sum(hit.doc == "card-page" for hit in hits) == 3
@@ -510,12 +521,7 @@ DUPLICATES = [  # one answer stored under two ids (two pages), and a neighbour t
 
 @pytest.fixture(scope="module")
 def duplicates_project(tmp_path_factory):
-    root = kb.write_project(tmp_path_factory.mktemp("identical"), knowledge=False)
-    lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in DUPLICATES)
-    (root / "knowledge" / "cards.jsonl").write_text(lines + "\n", "utf-8")
-    with kb.engine_for(root) as engine:
-        engine.ingest(progress=False)
-    return root
+    return jsonl_project(tmp_path_factory.mktemp("identical"), DUPLICATES)
 
 
 def test_identical_records_are_one_hit_with_the_other_as_alias(duplicates_project):
@@ -551,10 +557,7 @@ def test_identical_records_are_credited_in_every_route(duplicates_project):
 
 
 def test_identical_records_stay_apart_when_merging_is_off(duplicates_project, tmp_path):
-    root = kb.copy_project(duplicates_project, tmp_path / "project")
-    settings = yaml.safe_load((root / "bot.yml").read_text("utf-8"))
-    settings["retrieval"] = {**settings.get("retrieval", {}), "merge_identical": False}
-    (root / "bot.yml").write_text(yaml.safe_dump(settings, allow_unicode=True), "utf-8")
+    root = with_retrieval_setting(duplicates_project, tmp_path / "project", merge_identical=False)
     with kb.engine_for(root) as engine:
         hits = engine.retrieve("在国外能用金融卡提款吗", top_k=4).hits
     assert sorted(hit.item_id for hit in hits if hit.text == ABROAD["answer"]) == ["abroad-a", "abroad-b"]
