@@ -9,10 +9,13 @@ python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 
-# System packages: PostgreSQL (traces at scale; the tests start their own server) and Chromium
-# (the browser tests, driven by playwright). Debian's packages; skipped when present or not root.
+# System packages: PostgreSQL (traces at scale; the tests start their own server), Chromium
+# (the browser tests, driven by playwright) and a Chinese font for it (without one, Chinese text in
+# the browser tests' screenshots is drawn as empty boxes). Debian's packages; skipped when present
+# or not root.
 system_packages=()
 command -v chromium >/dev/null || system_packages+=(chromium)
+[ -n "$(fc-list :lang=zh 2>/dev/null)" ] || system_packages+=(fonts-wqy-microhei)
 [ -n "$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null)" ] || system_packages+=(postgresql)
 if [ ${#system_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
