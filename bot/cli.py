@@ -155,6 +155,9 @@ def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json):
     )
     click.echo(f"{'route':<16}{'hit@1':>8}{'hit@5':>8}{'MRR@10':>8}")
     for name, row in [("fused", metrics), *metrics["routes"].items()]:
+        if not row["queries_with_hits"]:
+            click.echo(f"{name:<16}{'-':>8}{'-':>8}{'-':>8}  (nothing to search: no record has this side)")
+            continue
         click.echo(f"{name:<16}{row['hit_at_1']:>8.3f}{row['hit_at_5']:>8.3f}{row['mrr_at_10']:>8.3f}")
     click.echo(
         f"answered among answerable: {metrics['answered_rate']:.3f}   "

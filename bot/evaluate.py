@@ -58,8 +58,10 @@ class _RankMetrics:
     hits_at_1: int = 0
     hits_at_5: int = 0
     reciprocal_ranks: float = 0.0
+    queries_with_hits: int = 0  # none: the route has nothing to search (passages have no question side)
 
-    def add(self, rank: int | None) -> None:
+    def add(self, rank: int | None, *, found: bool) -> None:
+        self.queries_with_hits += found
         if rank is None:
             return
         self.hits_at_1 += rank == 1
@@ -71,6 +73,7 @@ class _RankMetrics:
             "hit_at_1": _rate(self.hits_at_1, n),
             "hit_at_5": _rate(self.hits_at_5, n),
             "mrr_at_10": round(self.reciprocal_ranks / n, 4) if n else 0.0,
+            "queries_with_hits": self.queries_with_hits,
         }
 
 
@@ -144,9 +147,11 @@ def evaluate(
             report.answered += verdict.level.answers
             report.answerable_scores.append(score)
             expected = set(labelled.expected)
-            report.fused.add(_first_rank((_credited(h.ids, identical) for h in retrieval.hits), expected))
+            fused_rank = _first_rank((_credited(h.ids, identical) for h in retrieval.hits), expected)
+            report.fused.add(fused_rank, found=bool(retrieval.hits))
             for name, hits in retrieval.routes.items():
-                report.routes[name].add(_first_rank((_credited(ids, identical) for ids in _ids(hits)), expected))
+                rank = _first_rank((_credited(ids, identical) for ids in _ids(hits)), expected)
+                report.routes[name].add(rank, found=bool(hits))
         else:
             report.n_refuse += 1
             report.refused += not verdict.level.answers

@@ -144,8 +144,9 @@ def test_eval_json(project, eval_files):
     assert metrics["hit_at_5"] >= metrics["hit_at_1"] >= 0.6
     assert metrics["hit_at_1"] <= metrics["mrr_at_10"]  # every rank-1 hit adds a full 1/rank
     assert set(metrics["routes"]) == set(ROUTES)
+    assert metrics["queries_with_hits"] == 5
     for route, row in metrics["routes"].items():
-        assert set(row) == {"hit_at_1", "hit_at_5", "mrr_at_10"}
+        assert set(row) == {"hit_at_1", "hit_at_5", "mrr_at_10", "queries_with_hits"}
         assert 0.0 <= row["hit_at_1"] <= row["hit_at_5"] <= 1.0, route
     assert metrics["routes"]["content_dense"]["hit_at_5"] == 1.0  # 6 items: everything is in the top 5
     assert sum(metrics["levels"].values()) == 6 and metrics["signal"] == "dense"
@@ -158,6 +159,23 @@ def test_eval_twice_reuses_its_collection(project, eval_files):
     assert "5 answerable, 1 must-refuse; signal: dense" in out
     assert re.search(r"^fused\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.MULTILINE)
     assert "embedded 0 chunks" in result.stderr  # the ingest summary goes to stderr
+
+
+def test_eval_of_passages_marks_the_question_routes_as_empty(project, tmp_path):
+    knowledge, queries = tmp_path / "passages.jsonl", tmp_path / "queries.jsonl"
+    passages = [
+        {"id": "p-charge", "title": "Charging", "text": "The pen charges over USB-C in 90 minutes."},
+        {"id": "p-ship", "title": "Shipping", "text": "Orders ship within 48 hours of payment."},
+    ]
+    knowledge.write_text("\n".join(json.dumps(p) for p in passages) + "\n", "utf-8")
+    queries.write_text(json.dumps({"query": "how long does charging take", "expected": ["p-charge"]}) + "\n", "utf-8")
+    args = ("eval", "--knowledge", str(knowledge), "--queries", str(queries))
+    metrics = json.loads(ok(run(project, *args, "--json")))
+    routes = {route: row["queries_with_hits"] for route, row in metrics["routes"].items()}
+    assert routes == {"question_dense": 0, "question_sparse": 0, "content_dense": 1, "content_sparse": 1}
+    out = ok(run(project, *args))
+    assert re.search(r"^question_dense\s+-\s+-\s+-\s+\(nothing to search", out, re.MULTILINE)
+    assert re.search(r"^content_dense\s+1\.000", out, re.MULTILINE)
 
 
 THRESHOLDS_LINE = re.compile(r"dense thresholds: answer >= ([\d.]+), caution >= ([\d.]+), sources >= ([\d.]+)")
