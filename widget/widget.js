@@ -137,7 +137,7 @@
 
   var events = config.recordEvents ? (window.__kbEvents = window.__kbEvents || []) : null;
   function record(kind, detail) {
-    if (!events) return;
+    if (!events || replaying) return;
     var entry = { t: performance.now(), wall: Date.now(), kind: kind };
     for (var key in detail || {}) entry[key] = detail[key];
     events.push(entry);
@@ -162,6 +162,52 @@
   if (!sessionId) {
     sessionId = randomId();
     try { sessionStorage.setItem(STORAGE_KEY, sessionId); } catch (err) { /* ignore */ }
+  }
+
+  // ---- transcript: what this tab's conversation showed, drawn again after a reload ----
+  // (the session id outlives a reload, and so does Rasa's memory of the conversation)
+
+  var TRANSCRIPT_KEY = "kb-widget-transcript:" + sessionId;
+  var TRANSCRIPT_MAX = 200; // messages kept, the newest
+  var replaying = false;
+
+  function loadTranscript() {
+    try {
+      var entries = JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) || "[]");
+      return Array.isArray(entries) ? entries : [];
+    } catch (err) {
+      return [];
+    }
+  }
+
+  function remember(entry) {
+    if (replaying) return;
+    var entries = loadTranscript();
+    entries.push(entry);
+    try { sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(entries.slice(-TRANSCRIPT_MAX))); } catch (err) { /* full or blocked */ }
+  }
+
+  function forgetTranscript() {
+    try { sessionStorage.removeItem(TRANSCRIPT_KEY); } catch (err) { /* blocked */ }
+  }
+
+  function replayTranscript() {
+    replaying = true;
+    try {
+      loadTranscript().forEach(function (entry) {
+        if (!entry || typeof entry !== "object") return;
+        if (entry.kind === "user") addMessage(el("div", "kbw-msg kbw-user", String(entry.text || "")));
+        else if (entry.kind === "answer") finishTurn(entry.message || {}, entry.via);
+        else if (entry.kind === "bot") onBotMessage(entry.message);
+        else if (entry.kind === "feedback") {
+          var rated = turns[entry.turn_id];
+          var bar = rated && rated.bubble && rated.bubble.querySelector(".kbw-feedback");
+          if (bar) showRated(bar, entry.rating);
+        }
+      });
+    } finally {
+      replaying = false;
+    }
   }
 
   // ---- styles (every class starts with kbw-) ----
@@ -623,6 +669,7 @@
     bubble.setAttribute("data-via", via);
     fillAnswer(bubble, message, via);
     if (turnId) bubble.appendChild(feedbackBar(turnId));
+    remember({ kind: "answer", message: message, via: via });
     record("final_rendered", { turn_id: turnId, via: via, level: message.level, text: message.text });
     scrollDown();
   }
@@ -677,8 +724,8 @@
         status.textContent = "";
         sendFeedback(turnId, spec[1]).then(
           function (result) {
-            button.classList.add("kbw-chosen");
-            status.textContent = T.thanks;
+            showRated(bar, spec[1]);
+            remember({ kind: "feedback", turn_id: turnId, rating: spec[1] });
             record("feedback", { turn_id: turnId, rating: spec[1], stored: result.stored });
           },
           function (err) {
@@ -691,6 +738,14 @@
     });
     bar.append(up, down, status);
     return bar;
+  }
+
+  /** The feedback ``bar`` once ``rating`` is stored: the chosen thumb marked, both disabled. */
+  function showRated(bar, rating) {
+    var chosen = bar.querySelector(".kbw-thumb[data-rating='" + rating + "']");
+    bar.querySelectorAll(".kbw-thumb").forEach(function (thumb) { thumb.disabled = true; });
+    if (chosen) chosen.classList.add("kbw-chosen");
+    bar.querySelector(".kbw-feedback-status").textContent = T.thanks;
   }
 
   function sendFeedback(turnId, rating) {
@@ -745,6 +800,7 @@
       bubble.appendChild(box);
     }
     addMessage(bubble);
+    remember({ kind: "bot", message: message });
   }
 
   // ---- connections: the live stream first, then socket.io ----
@@ -828,7 +884,10 @@
   function send(text, shown) {
     text = String(text || "").trim();
     if (!text || !socket || !socketReady) return;
-    if (shown !== null) addMessage(el("div", "kbw-msg kbw-user", shown || text));
+    if (shown !== null) {
+      addMessage(el("div", "kbw-msg kbw-user", shown || text));
+      remember({ kind: "user", text: shown || text });
+    }
     showTyping();
     sentAt = performance.now();
     record("send", { text: text });
@@ -865,12 +924,16 @@
     typing = null;
     Object.keys(turns).forEach(function (id) { if (turns[id].timer) clearTimeout(turns[id].timer); });
     turns = {};
+    forgetTranscript();
     send("/clear_history", null); // the clear_history intent: the bot forgets the history and scope
   });
 
   function start() {
     mount();
-    window.KnowledgeBotWidget.loaded = loadLibraries().then(openStream, function (err) {
+    window.KnowledgeBotWidget.loaded = loadLibraries().then(function () {
+      replayTranscript();
+      openStream();
+    }, function (err) {
       setNotice(format(T.loadFailed, { error: err.message }));
       throw err;
     });

@@ -352,6 +352,38 @@ def test_a_sensitive_question_shows_the_canned_answer(browser, stack, language, 
         context.close()
 
 
+def test_a_reload_draws_the_conversation_again(browser, stack):
+    context, page = open_widget(browser, stack, "en")
+    try:
+        seen = watch_answer(page, QUESTION_EN)
+        final = page.locator(f".kbw-answer.kbw-final[data-turn-id='{seen.turn_id}']")
+        final.locator(".kbw-up").click()
+        final.locator(".kbw-feedback-status", has_text="Thanks for your feedback!").wait_for(timeout=30_000)
+        ask(page, CANNED_EN[0])
+        page.locator(".kbw-canned", has_text=CANNED_EN[1]).wait_for(timeout=ANSWER_TIMEOUT * 1000)
+        before = page.locator(".kbw-log").inner_text()
+
+        page.reload()
+        page.locator(".kbw-input:enabled").wait_for(timeout=60_000)
+        assert page.evaluate("window.KnowledgeBotWidget.sessionId") == seen.session_id  # the same conversation
+        assert page.locator(".kbw-log").inner_text() == before
+        assert [u.inner_text() for u in page.locator(".kbw-user").all()] == [QUESTION_EN, CANNED_EN[0]]
+        redrawn = page.locator(f".kbw-answer.kbw-final[data-turn-id='{seen.turn_id}']")
+        assert redrawn.locator(".kbw-body a.kbw-cite[href]").count() >= 1 and redrawn.locator(".kbw-badge").count() == 1
+        assert redrawn.locator(".kbw-up.kbw-chosen").count() == 1 and redrawn.locator(".kbw-down").is_disabled()
+        assert events(page, "send") == [] and events(page, "final_rendered") == []  # drawn, not asked again
+
+        page.locator(".kbw-clear").click()
+        page.locator(".kbw-canned", has_text=CLEARED["en"]).wait_for(timeout=ANSWER_TIMEOUT * 1000)
+        page.reload()
+        page.locator(".kbw-input:enabled").wait_for(timeout=60_000)
+        assert page.locator(".kbw-user").count() == 0 and page.locator(".kbw-answer").count() == 0
+        [cleared] = page.locator(".kbw-canned").all_inner_texts()
+        assert cleared.startswith(CLEARED["en"])
+    finally:
+        context.close()
+
+
 def test_two_sessions_at_once_see_only_their_own_tokens(browser, stack):
     (context_a, page_a), (context_b, page_b) = open_widget(browser, stack, "zh"), open_widget(browser, stack, "en")
     try:
