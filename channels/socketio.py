@@ -22,6 +22,10 @@ it changes in Rasa's :class:`~rasa.core.channels.socketio.SocketIOInput`:
 - **A knowledge answer is one event**: the action's structured answer (``json_message`` with
   ``type: knowledge_answer``, which holds the text, citations, level and turn id) is sent alone,
   not after the text's paragraphs one event each.
+- **A text message is one event that names its response**: ``{"text": ..., "response":
+  "utter_..."}`` (``response`` is null for text an action wrote itself), not one event per
+  paragraph. The widget knows by it which reply confirms that the history was cleared, and
+  drops what the turns before it still send.
 
 Websockets do not work on this stack (Sanic 21.12's websocket on Python 3.11: "Passing
 coroutines is forbidden"): clients use long-polling (the widget does by default).
@@ -44,16 +48,23 @@ __all__ = ["KnowledgeSocketIOInput", "KnowledgeSocketIOOutput"]
 
 logger = logging.getLogger(__name__)
 
+#: The parts of a bot message (``BotUttered.message()``) other than its text.
+NON_TEXT_PARTS = ("elements", "quick_replies", "buttons", "attachment", "image", "custom")
+
 
 class KnowledgeSocketIOOutput(SocketIOOutput):
-    """Sends custom JSON as the event's payload; a knowledge answer as one event."""
+    """Sends custom JSON as the event's payload; a knowledge answer, and a text with the name of
+    its response, as one event each."""
 
     async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
         custom = message.get("custom")
         if isinstance(custom, dict) and custom.get("type") == "knowledge_answer":
             await self._send_message(recipient_id, custom)
-            return
-        await super().send_response(recipient_id, message)
+        elif message.get("text") and not any(message.get(part) for part in NON_TEXT_PARTS):
+            event = {"text": message["text"], "response": message.get("utter_action")}
+            await self._send_message(recipient_id, event)
+        else:
+            await super().send_response(recipient_id, message)
 
     async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
         payload = json_message.get("data") if set(json_message) <= {"data", "room"} else json_message

@@ -587,6 +587,11 @@
   var typing = null;
   var sentAt = null;
   var skipText = {}; // texts already shown from the stream (an error), not to show twice
+  // After "clear history", what the turns before it still send (a streaming answer, a form's
+  // next question) is dropped until the bot confirms; Rasa answers a conversation's messages
+  // in order, and the channel names each text's response (channels/socketio.py).
+  var CLEARED_RESPONSE = "utter_history_cleared";
+  var clearing = false;
 
   function addMessage(node) {
     log.appendChild(node);
@@ -620,6 +625,7 @@
 
   function onStreamEvent(event) {
     record("sse", event);
+    if (clearing) return;
     var turnId = event.turn_id;
     if (!turnId) return;
     var known = turns[turnId];
@@ -762,6 +768,13 @@
   function onBotMessage(message) {
     record("bot_uttered", { message: message });
     if (!message || typeof message !== "object") return;
+    if (clearing) {
+      if (message.response !== CLEARED_RESPONSE) {
+        record("dropped", { message: message });
+        return;
+      }
+      clearing = false;
+    }
     if (message.type === "knowledge_answer") {
       finishTurn(message, "rasa");
       return;
@@ -885,6 +898,7 @@
     text = String(text || "").trim();
     if (!text || !socket || !socketReady) return;
     if (shown !== null) {
+      clearing = false; // a new question: its replies are shown, confirmed or not
       addMessage(el("div", "kbw-msg kbw-user", shown || text));
       remember({ kind: "user", text: shown || text });
     }
@@ -925,6 +939,7 @@
     Object.keys(turns).forEach(function (id) { if (turns[id].timer) clearTimeout(turns[id].timer); });
     turns = {};
     forgetTranscript();
+    clearing = true;
     send("/clear_history", null); // the clear_history intent: the bot forgets the history and scope
   });
 

@@ -352,6 +352,27 @@ def test_a_sensitive_question_shows_the_canned_answer(browser, stack, language, 
         context.close()
 
 
+def test_clearing_while_an_answer_streams_drops_the_rest_of_it(browser, stack):
+    context, page = open_widget(browser, stack, "en")
+    try:
+        ask(page, QUESTION_EN)
+        page.wait_for_function(
+            "(window.__kbEvents || []).some(e => e.kind === 'first_delta_rendered')", timeout=ANSWER_TIMEOUT * 1000
+        )
+        page.locator(".kbw-clear").click()
+        page.locator(".kbw-canned", has_text=CLEARED["en"]).wait_for(timeout=ANSWER_TIMEOUT * 1000)
+        recorded = events(page)
+        cleared_at = next(i for i, e in enumerate(recorded) if e["kind"] == "send" and e["text"] == "/clear_history")
+        late = [e["message"].get("type") for e in recorded[cleared_at:] if e["kind"] == "dropped"]
+        assert "knowledge_answer" in late, recorded  # the answer arrived after the clear, and was dropped
+        assert page.locator(".kbw-msg").count() == 1 and page.locator(".kbw-answer").count() == 0
+        assert [e["message"].get("response") for e in events(page, "bot_uttered")][-1] == "utter_history_cleared"
+        ask(page, CANNED_EN[0])  # after the clear, replies are shown again
+        page.locator(".kbw-canned", has_text=CANNED_EN[1]).wait_for(timeout=ANSWER_TIMEOUT * 1000)
+    finally:
+        context.close()
+
+
 def test_a_reload_draws_the_conversation_again(browser, stack):
     context, page = open_widget(browser, stack, "en")
     try:
