@@ -36,6 +36,7 @@ __all__ = [
     "GenerationSettings",
     "LocalLLMSettings",
     "TraceSettings",
+    "ServingSettings",
     "DEFAULT_REDACTIONS",
     "ROUTES",
     "load_settings",
@@ -205,6 +206,21 @@ class TraceSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServingSettings:
+    """What the servers accept: who may call the action server, how large a request may be,
+    how often a conversation or a client may send one. Oversized bodies are refused before
+    they are parsed (413), bursts beyond a rate with 429."""
+
+    action_host: str = "127.0.0.1"  # the action server listens here; 0.0.0.0 for every interface
+    action_token: str | None = None  # shared with Rasa (endpoints.yml action_endpoint.token)
+    max_body_kb: float = 64  # a request to a channel or to the action server's own routes
+    max_tracker_mb: float = 16  # Rasa's call to the action server (/webhook) carries the whole tracker
+    max_comment_chars: int = 2000  # a feedback comment (longer ones are cut)
+    conversation_per_minute: int = 30  # messages one conversation may send a minute
+    client_per_minute: int = 240  # requests one client address may make a minute to one server
+
+
+@dataclass(frozen=True, kw_only=True)
 class LocalLLMSettings:
     """The demo vLLM server the bot starts when ``endpoints.yml`` has no ``llm.url``."""
 
@@ -233,6 +249,7 @@ class Settings:
     generation: GenerationSettings = GenerationSettings()
     local_llm: LocalLLMSettings = LocalLLMSettings()
     traces: TraceSettings = TraceSettings()
+    serving: ServingSettings = ServingSettings()
 
     @property
     def config_file(self) -> Path:
@@ -284,6 +301,12 @@ def load_settings(root: Path | None = None) -> Settings:
                 model_dir=_path(engine.get("local_llm", {}).get("model_dir", LocalLLMSettings().model_dir), root),
             ),
             traces=_traces(engine.get("traces") or {}),
+            serving=_build(
+                ServingSettings,
+                engine.get("serving") or {},
+                "bot.yml: serving",
+                action_token=(engine.get("serving") or {}).get("action_token") or None,
+            ),
         )
     except TypeError as exc:  # an unknown key reached a dataclass
         raise ConfigError(f"invalid setting: {exc}") from exc
