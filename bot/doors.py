@@ -13,7 +13,7 @@ from typing import Mapping
 from bot.lang import detect_language
 from bot.llm.prompts import Prompts
 
-__all__ = ["refusal", "sender_language"]
+__all__ = ["refusal", "refusal_body", "sender_language"]
 
 #: How much of a message is looked at to tell its language (detection is linear in it).
 _LANGUAGE_SAMPLE = 2000
@@ -23,6 +23,12 @@ def refusal(key: str, language: str, *, prompts_dir: Path | None = None, **value
     """The sentence ``key`` of messages.yml (``request_too_large``, ``too_many_requests``,
     ``bad_request``, ``question_too_long``) in ``language``, filled with ``values``."""
     return _prompts(prompts_dir).message(key, language).format(**values)
+
+
+def refusal_body(error: str, language: str, *, prompts_dir: Path | None = None, **values: object) -> dict[str, str]:
+    """The JSON body of every refused HTTP request, at every door:
+    ``{"error": "<key>", "message": "<the plain sentence>"}`` (see :func:`refusal`)."""
+    return {"error": error, "message": refusal(error, language, prompts_dir=prompts_dir, **values)}
 
 
 def sender_language(text: object = None, headers: Mapping[str, str] | None = None) -> str:
