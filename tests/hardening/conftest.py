@@ -23,12 +23,35 @@ class Stack:
     rasa_url: str
 
 
+#: The strict stack's limits, low enough for a test to exhaust them in a burst.
+STRICT_SERVING = {"conversation_per_minute": 10, "client_per_minute": 40}
+
+
 @pytest.fixture(scope="session")
 def stack(rasa_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The assistant with the default limits of bot.yml."""
+    yield from _run_stack(rasa_model, tmp_path_factory.mktemp("hardened-assistant"))
+
+
+@pytest.fixture(scope="session")
+def strict_stack(rasa_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The assistant with low rate limits (``STRICT_SERVING``): for tests that exhaust a
+    client's or a conversation's budget without starving the tests on ``stack``."""
+    yield from _run_stack(rasa_model, tmp_path_factory.mktemp("strict-assistant"), serving=STRICT_SERVING)
+
+
+def _run_stack(rasa_model: Path, folder: Path, serving: dict | None = None):
+    import yaml
+
     from bot.config import load_settings
 
     action_port, rasa_port = free_port(), free_port()
-    root = copy_assistant_project(tmp_path_factory.mktemp("hardened-assistant"), action_port)
+    root = copy_assistant_project(folder, action_port)
+    if serving:
+        bot_yml = root / "bot.yml"
+        config = yaml.safe_load(bot_yml.read_text("utf-8"))
+        config["serving"] = {**(config.get("serving") or {}), **serving}
+        bot_yml.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), "utf-8")
     settings = load_settings(root)
     with running_assistant(settings, rasa_model, action_port=action_port, rasa_port=rasa_port, use_llm=False) as (
         actions,
