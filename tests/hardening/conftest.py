@@ -25,12 +25,17 @@ class Stack:
 
 #: The strict stack's limits, low enough for a test to exhaust them in a burst.
 STRICT_SERVING = {"conversation_per_minute": 10, "client_per_minute": 40}
+#: The shared stack lets one client (the tests, all from 127.0.0.1) send a fuzzer's volume;
+#: the per-conversation limit stays bot.yml's.
+SHARED_SERVING = {"client_per_minute": 100_000}
+#: The review page's token on both stacks (the page is closed without one).
+REVIEW_TOKEN = "hardening-review-token"
 
 
 @pytest.fixture(scope="session")
 def stack(rasa_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The assistant with the default limits of bot.yml."""
-    yield from _run_stack(rasa_model, tmp_path_factory.mktemp("hardened-assistant"))
+    """The assistant with bot.yml's limits, except a client budget large enough for a fuzzer."""
+    yield from _run_stack(rasa_model, tmp_path_factory.mktemp("hardened-assistant"), serving=SHARED_SERVING)
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +58,14 @@ def _run_stack(rasa_model: Path, folder: Path, serving: dict | None = None):
         config["serving"] = {**(config.get("serving") or {}), **serving}
         bot_yml.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), "utf-8")
     settings = load_settings(root)
-    with running_assistant(settings, rasa_model, action_port=action_port, rasa_port=rasa_port, use_llm=False) as (
-        actions,
-        rasa,
-    ):
+    with running_assistant(
+        settings,
+        rasa_model,
+        action_port=action_port,
+        rasa_port=rasa_port,
+        use_llm=False,
+        env={"BOT_REVIEW_TOKEN": REVIEW_TOKEN},
+    ) as (actions, rasa):
         yield Stack(
             root=root,
             settings=settings,
