@@ -10,6 +10,14 @@ import pytest
 
 from assistant_project import copy_assistant_project, free_port, running_assistant
 
+#: The strict stack's limits, low enough for a test to exhaust them in a burst.
+STRICT_SERVING = {"conversation_per_minute": 10, "client_per_minute": 40}
+#: The shared stack lets one client (the tests, all from 127.0.0.1) send a fuzzer's volume;
+#: the per-conversation limit stays bot.yml's.
+SHARED_SERVING = {"client_per_minute": 100_000}
+#: The review page's token on both stacks (the page is closed without one).
+REVIEW_TOKEN = "hardening-review-token"
+
 
 @dataclass
 class Stack:
@@ -21,15 +29,7 @@ class Stack:
     rasa: object  # ManagedProcess
     actions_url: str
     rasa_url: str
-
-
-#: The strict stack's limits, low enough for a test to exhaust them in a burst.
-STRICT_SERVING = {"conversation_per_minute": 10, "client_per_minute": 40}
-#: The shared stack lets one client (the tests, all from 127.0.0.1) send a fuzzer's volume;
-#: the per-conversation limit stays bot.yml's.
-SHARED_SERVING = {"client_per_minute": 100_000}
-#: The review page's token on both stacks (the page is closed without one).
-REVIEW_TOKEN = "hardening-review-token"
+    review_token: str = REVIEW_TOKEN
 
 
 @pytest.fixture(scope="session")
