@@ -11,6 +11,7 @@ evicts old ones, whose buckets were full anyway or soon would be). Thread-safe.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -45,7 +46,7 @@ class RateLimiter:
         """Whole seconds until ``key`` has a token again (0: it has one now)."""
         with self._lock:
             missing = 1.0 - self._refilled(key)
-        return 0 if missing <= 0 else int(missing / self._rate) + 1
+        return 0 if missing <= 0 else math.ceil(missing / self._rate)
 
     def _refilled(self, key: str) -> float:
         tokens, seen = self._buckets.get(key, (self.per_minute, self._clock()))
