@@ -1,6 +1,7 @@
-"""What the knowledge engine adds to the action server's sanic app: it builds the engine
-when the server starts (not on the first question), and ``GET /knowledge/ready`` says whether
-it is ready (200) or why not (503)."""
+"""What the knowledge engine adds to the action server's sanic app: its doors (address, token,
+limits, refusals: ``actions/doors.py``), the engine built when the server starts (not on the
+first question), ``GET /knowledge/ready`` (200 when ready, else 503 and why), the review page
+and the widget's routes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import logging
 from sanic import Sanic
 from sanic.response import json
 
-from actions import live, review, runtime
+from actions import doors, live, review, runtime
+from bot.config import load_settings
 
 __all__ = ["attach"]
 
@@ -17,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 
 def attach(app: Sanic) -> None:
-    """Register the start-up listener and the routes on ``app``."""
+    """Guard ``app``'s doors, register the start-up listener and the routes. Settings that
+    cannot be read stop the server here: it never runs unguarded."""
+    doors.attach(app, load_settings())
     app.register_listener(_start_warm_up, "after_server_start")
     app.add_route(_ready, "/knowledge/ready", methods=["GET"])
     review.attach(app)  # the bad-case review page (/review)

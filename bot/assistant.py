@@ -9,8 +9,10 @@ Everything started here is stopped when the block ends.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import secrets
 import subprocess
 import sys
 from contextlib import ExitStack, contextmanager
@@ -28,6 +30,7 @@ from bot.process import ManagedProcess, port_in_use
 __all__ = [
     "ACTION_PORT",
     "action_port",
+    "action_token",
     "action_server",
     "assistant_services",
     "engine_ready",
@@ -67,11 +70,28 @@ def rasa_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "rasa"), *args]
 
 
+def action_token(settings: Settings) -> str:
+    """The token Rasa sends to the action server (endpoints.yml ``action_endpoint.token``):
+    bot.yml's ``serving.action_token`` (``BOT_ACTION_TOKEN``) when set, else one made once for
+    this process, so that the Rasa and action servers it starts share it."""
+    return settings.serving.action_token or os.environ.get("BOT_ACTION_TOKEN") or _process_token()
+
+
+@functools.lru_cache(maxsize=1)
+def _process_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def rasa_environment(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment for Rasa processes: offline, no telemetry, this project's root."""
+    """The environment for Rasa processes: offline, no telemetry, this project's root, and the
+    action server's token (:func:`action_token`; Rasa stops at start-up without it)."""
     env = dict(os.environ)
     env.update(
-        RASA_TELEMETRY_ENABLED="false", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", BOT_ROOT=str(settings.root)
+        RASA_TELEMETRY_ENABLED="false",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        BOT_ROOT=str(settings.root),
+        BOT_ACTION_TOKEN=action_token(settings),
     )
     env.update(extra)
     return env
@@ -126,7 +146,9 @@ def ingest_if_changed(settings: Settings, announce: Announce) -> None:
 
 
 def action_server(settings: Settings, *, port: int = ACTION_PORT, use_llm: bool = True) -> ManagedProcess:
-    """The action server (``rasa run actions``), not yet started; its log is ``.bot/actions.log``."""
+    """The action server (``rasa run actions``), not yet started; its log is ``.bot/actions.log``.
+    It listens on bot.yml's ``serving.action_host`` (our rasa-sdk plugin sees to it) and checks
+    the token of :func:`rasa_environment` on every ``/webhook`` call."""
     return ManagedProcess(
         "action server",
         rasa_command("run", "actions", "--actions", "actions", "--port", str(port)),

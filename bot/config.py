@@ -280,7 +280,7 @@ def load_settings(root: Path | None = None) -> Settings:
     """Read ``bot.yml`` and ``endpoints.yml`` under ``root`` (default: the project root)."""
     root = (root or find_project_root()).resolve()
     engine = _read_yaml(root / "bot.yml")
-    endpoints = _read_yaml(root / "endpoints.yml")
+    endpoints = _read_yaml(root / "endpoints.yml", sections=ENGINE_ENDPOINTS)
     try:
         return Settings(
             root=root,
@@ -312,7 +312,13 @@ def load_settings(root: Path | None = None) -> Settings:
         raise ConfigError(f"invalid setting: {exc}") from exc
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+#: The sections of endpoints.yml the engine reads; Rasa's own (action_endpoint, tracker_store, ...)
+#: are Rasa's to expand, so a ``${VAR}`` only Rasa needs (BOT_ACTION_TOKEN) may be unset here.
+ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm")
+
+
+def _read_yaml(path: Path, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The file's mapping with ``${VAR}`` expanded (only in ``sections``, when given)."""
     if not path.exists():
         return {}
     try:
@@ -321,6 +327,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
+    if sections is not None:
+        data = {name: value for name, value in data.items() if name in sections}
     return _substitute(data, path)
 
 
