@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine as SqlEngine
 from bot.config import Settings
 from bot.decide import Decision, decide
 from bot.embed import DenseEncoder, SparseEncoder, build_encoders
+from bot.errors import UnknownTurnError
+from bot.feedback import RecentTurns
 from bot.generate import Answer, AnswerDone, Event, Generator
 from bot.ingest.documents import Chunk
 from bot.ingest.manifest import Manifest
@@ -53,6 +55,7 @@ class Engine:
         self.collection = collection or settings.store.collection
         self.llm_url = llm_url or settings.llm.url or LLMServer.from_settings(settings).url
         self._retrieve_lock = threading.Lock()  # encoders and the embedded store serve one query at a time
+        self.recent_turns = RecentTurns()  # feedback on a turn whose trace is still queued finds it here
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @cached_property
@@ -217,14 +220,33 @@ class Engine:
                 answer.widened = widened
                 answer.turn_id = context.turn_id
                 answer.timings = {**timings, **answer.timings, "total": time.perf_counter() - started}
+                self.recent_turns.remember(context.turn_id, context.conversation_id)
                 self.trace(lambda: knowledge_row(context, answer, retrieval, scoped))
             yield event
 
     def record_feedback(self, conversation_id: str, turn_id: str | None, rating: int, comment: str | None = None) -> int:
-        """Store a thumbs up (+1) or down (-1) on ``turn_id``, its comment masked like traces; returns its row id."""
+        """Store a thumbs up (+1) or down (-1) on ``turn_id`` (None: nothing answered yet); returns its row id.
+
+        The comment is cut to ``serving.max_comment_chars``, then masked like traces. Raises
+        :class:`UnknownTurnError` (nothing stored) unless ``turn_id`` is a turn of ``conversation_id``.
+        """
         from bot.feedback import record_feedback
 
-        return record_feedback(self.sql, conversation_id, turn_id, rating, self.redactor.text(comment) if comment else None)
+        if turn_id is not None and not self.turn_in_conversation(turn_id, conversation_id):
+            raise UnknownTurnError(f"no turn {turn_id!r} in conversation {conversation_id!r}")
+        if comment:
+            comment = self.redactor.text(comment[: self.settings.serving.max_comment_chars])
+        return record_feedback(self.sql, conversation_id, turn_id, rating, comment or None)
+
+    def turn_in_conversation(self, turn_id: str, conversation_id: str) -> bool:
+        """Whether ``turn_id`` is a turn of ``conversation_id``: one this process answered
+        lately (its trace may still be queued), or one in the traces."""
+        from bot.feedback import turn_in_conversation
+
+        known = self.recent_turns.conversation_of(turn_id)
+        if known is not None:
+            return known == conversation_id
+        return turn_in_conversation(self.sql, turn_id, conversation_id)
 
     def trace(self, build_row) -> None:
         """Hand a turn's trace (a function making its ``turns`` row) to the writer, if tracing is on."""

@@ -8,6 +8,7 @@
     │   └── StoreLockedError another process owns the embedded store
     ├── ManifestError        the SQL manifest cannot be read or written
     ├── PromptError          a prompt template is missing or uses an undefined variable
+    ├── UnknownTurnError     feedback names a turn that is not one of its conversation's
     └── LLMError             the LLM server could not give an answer
         ├── LLMUnreachableError     nothing answers at the URL (after retries)
         ├── LLMTimeoutError         connected, but no answer in time
@@ -28,6 +29,7 @@ __all__ = [
     "StoreLockedError",
     "ManifestError",
     "PromptError",
+    "UnknownTurnError",
     "LLMError",
     "LLMUnreachableError",
     "LLMTimeoutError",
@@ -77,6 +79,10 @@ class ManifestError(BotError):
 
 class PromptError(BotError):
     """A prompt template is missing, invalid, or uses a variable it was not given."""
+
+
+class UnknownTurnError(BotError):
+    """Feedback names a turn that does not exist or belongs to another conversation."""
 
 
 class LLMError(BotError):

@@ -14,10 +14,12 @@
  * or the same settings as data- attributes of the script tag (data-server-url,
  * data-action-server-url, data-language, data-title, ...). See README.md, "Web widget".
  *
- * How an answer arrives: the widget's random session id is the Rasa conversation id. Before
- * the input is enabled the widget listens to the action server's live stream of that
- * conversation (server-sent events, GET /knowledge/stream/<session id>), then joins the
- * socket.io channel with the same id. A knowledge answer grows in a bubble as the LLM writes
+ * How an answer arrives: the action server gives the widget a random conversation id and its
+ * key (POST /knowledge/session; both kept in the tab's sessionStorage, so a reload keeps the
+ * conversation); that id is the Rasa conversation id. Before the input is enabled the widget
+ * listens to the action server's live stream of that conversation (server-sent events,
+ * GET /knowledge/stream/<id>?key=<key>: the key proves the conversation is this page's), then
+ * joins the socket.io channel with the same id. A knowledge answer grows in a bubble as the LLM writes
  * it (plain text, "delta" events); Rasa's final message (socket.io "bot_uttered" with the
  * structured answer) replaces it, rendered as sanitized markdown with citations, a level
  * badge and thumbs up/down. Other replies (canned answers) arrive through socket.io only.
@@ -143,37 +145,65 @@
     events.push(entry);
   }
 
-  // ---- session id: random, kept for the tab's life ----
+  // ---- session: the conversation id and its key, from the action server, kept for the tab's life ----
 
-  function randomId() {
-    if (window.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
-    var bytes = crypto.getRandomValues(new Uint8Array(16)); // randomUUID needs a secure context
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 0x100).toString(16).slice(1); }).join("");
-    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
+  var STORAGE_KEY = "kb-widget-conversation";
+  var sessionId = null; // the conversation id (Rasa's sender id), once the action server gave it
+  var sessionKey = null; // its key: the stream and feedback of this conversation need it
+
+  function keptSession() {
+    try {
+      var kept = JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null");
+      return kept && typeof kept.conversation_id === "string" && typeof kept.key === "string" ? kept : null;
+    } catch (err) {
+      return null; // storage blocked or spoiled: a new conversation
+    }
   }
 
-  var STORAGE_KEY = "kb-widget-session";
-  var sessionId = null;
-  try {
-    sessionId = sessionStorage.getItem(STORAGE_KEY);
-  } catch (err) { /* storage blocked: a new id per page load */ }
-  if (!sessionId) {
-    sessionId = randomId();
-    try { sessionStorage.setItem(STORAGE_KEY, sessionId); } catch (err) { /* ignore */ }
+  /** Ask the action server for this tab's conversation (the kept one while its key is valid);
+   * retries until it answers. Resolves once ``sessionId`` and ``sessionKey`` are set. */
+  function openSession() {
+    var kept = keptSession();
+    var delay = 1000;
+    return new Promise(function (resolve) {
+      function attempt() {
+        fetch(config.actionServerUrl + "/knowledge/session", {
+          method: "POST",
+          headers: { "Content-Type": "text/plain;charset=UTF-8" }, // JSON body; a simple request (no preflight)
+          body: kept ? JSON.stringify(kept) : "",
+        }).then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        }).then(function (session) {
+          if (kept && kept.conversation_id !== session.conversation_id) forgetTranscript(kept.conversation_id);
+          sessionId = session.conversation_id;
+          sessionKey = session.key;
+          try { sessionStorage.setItem(STORAGE_KEY, JSON.stringify(session)); } catch (err) { /* blocked */ }
+          record("session", { session_id: sessionId, kept: !!kept && kept.conversation_id === sessionId });
+          resolve();
+        }).catch(function () {
+          setNotice(format(T.unreachable, { url: config.actionServerUrl }));
+          setTimeout(attempt, delay);
+          delay = Math.min(delay * 2, 10000);
+        });
+      }
+      attempt();
+    });
   }
 
   // ---- transcript: what this tab's conversation showed, drawn again after a reload ----
-  // (the session id outlives a reload, and so does Rasa's memory of the conversation)
+  // (the conversation outlives a reload, and so does Rasa's memory of it)
 
-  var TRANSCRIPT_KEY = "kb-widget-transcript:" + sessionId;
   var TRANSCRIPT_MAX = 200; // messages kept, the newest
   var replaying = false;
 
+  function transcriptKey(conversationId) {
+    return "kb-widget-transcript:" + (conversationId || sessionId);
+  }
+
   function loadTranscript() {
     try {
-      var entries = JSON.parse(sessionStorage.getItem(TRANSCRIPT_KEY) || "[]");
+      var entries = JSON.parse(sessionStorage.getItem(transcriptKey()) || "[]");
       return Array.isArray(entries) ? entries : [];
     } catch (err) {
       return [];
@@ -184,11 +214,11 @@
     if (replaying) return;
     var entries = loadTranscript();
     entries.push(entry);
-    try { sessionStorage.setItem(TRANSCRIPT_KEY, JSON.stringify(entries.slice(-TRANSCRIPT_MAX))); } catch (err) { /* full or blocked */ }
+    try { sessionStorage.setItem(transcriptKey(), JSON.stringify(entries.slice(-TRANSCRIPT_MAX))); } catch (err) { /* full or blocked */ }
   }
 
-  function forgetTranscript() {
-    try { sessionStorage.removeItem(TRANSCRIPT_KEY); } catch (err) { /* blocked */ }
+  function forgetTranscript(conversationId) {
+    try { sessionStorage.removeItem(transcriptKey(conversationId)); } catch (err) { /* blocked */ }
   }
 
   function replayTranscript() {
@@ -758,7 +788,7 @@
     return fetch(config.actionServerUrl + "/knowledge/feedback", {
       method: "POST",
       headers: { "Content-Type": "text/plain;charset=UTF-8" }, // JSON body; a simple request (no preflight)
-      body: JSON.stringify({ conversation_id: sessionId, turn_id: turnId, rating: rating }),
+      body: JSON.stringify({ conversation_id: sessionId, key: sessionKey, turn_id: turnId, rating: rating }),
     }).then(function (response) {
       if (!response.ok) throw new Error("HTTP " + response.status);
       return response.json();
@@ -835,7 +865,9 @@
   }
 
   function openStream() {
-    stream = new EventSource(config.actionServerUrl + "/knowledge/stream/" + encodeURIComponent(sessionId));
+    stream = new EventSource(
+      config.actionServerUrl + "/knowledge/stream/" + encodeURIComponent(sessionId) + "?key=" + encodeURIComponent(sessionKey)
+    );
     var giveUp = setTimeout(function () {
       if (streamOpen) return;
       streamGaveUp = true; // answers still come whole through socket.io
@@ -946,8 +978,10 @@
   function start() {
     mount();
     window.KnowledgeBotWidget.loaded = loadLibraries().then(function () {
-      replayTranscript();
-      openStream();
+      openSession().then(function () {
+        replayTranscript();
+        openStream();
+      });
     }, function (err) {
       setNotice(format(T.loadFailed, { error: err.message }));
       throw err;
@@ -955,7 +989,8 @@
   }
 
   window.KnowledgeBotWidget = {
-    sessionId: sessionId,
+    /** The conversation id (null until the action server has given it). */
+    get sessionId() { return sessionId; },
     config: config,
     open: function () { setOpen(true); },
     close: function () { setOpen(false); },
