@@ -33,6 +33,7 @@ from bot.review import (
     export_jsonl,
     login_page,
     message_page,
+    parse_filter,
     session_value,
     submit_label,
     token_matches,
@@ -44,6 +45,8 @@ __all__ = ["attach"]
 
 logger = logging.getLogger(__name__)
 
+#: The longest turn id looked up (the traces' column holds 64 characters).
+_MAX_TURN_ID = 64
 _CLOSED = (
     "The review page is closed: set BOT_REVIEW_TOKEN (traces.review_token in bot.yml) and restart the action server."
 )
@@ -132,38 +135,51 @@ def _unavailable(exc: _Unavailable) -> HTTPResponse:
 async def _list(request: Request) -> HTTPResponse:
     if (refused := _refused_page(request)) is not None:
         return refused
+    args = _values(request.args)
     try:
-        return _page(await _with_sql(turns_page, _values(request.args)))
+        body = await _with_sql(turns_page, args)
     except _Unavailable as exc:
         return _unavailable(exc)
+    return _page(body, 400 if parse_filter(args).errors else 200)  # the page says what was ignored
 
 
 async def _turn(request: Request, turn_id: str) -> HTTPResponse:
     if (refused := _refused_page(request)) is not None:
         return refused
+    if not _plausible_turn_id(turn_id):
+        return _unknown_turn()
     try:
         body = await _with_sql(turn_page, turn_id)
     except _Unavailable as exc:
         return _unavailable(exc)
-    if body is None:
-        return _page(message_page("Unknown turn", f"There is no turn {turn_id!r} in the traces."), 404)
-    return _page(body)
+    return _unknown_turn() if body is None else _page(body)
 
 
 async def _label(request: Request, turn_id: str) -> HTTPResponse:
     if (refused := _refused_page(request, back=_turn_url(turn_id))) is not None:
         return refused
+    if not _plausible_turn_id(turn_id):
+        return _unknown_turn()
     form = _values(request.form)
     try:
         await _with_sql(submit_label, turn_id, form)
     except _Unavailable as exc:
         return _unavailable(exc)
     except KeyError:
-        return _page(message_page("Unknown turn", f"There is no turn {turn_id!r} in the traces."), 404)
+        return _unknown_turn()
     except LabelError as exc:
         body = await _with_sql(turn_page, turn_id, error=str(exc), form=form)
-        return _page(body, 400)
+        return _unknown_turn() if body is None else _page(body, 400)
     return redirect(f"{_turn_url(turn_id)}#labels", status=303, headers=dict(_HEADERS))
+
+
+def _plausible_turn_id(turn_id: str) -> bool:
+    """Whether ``turn_id`` could name a turn (ids are 32 hex digits; no database takes a NUL)."""
+    return 0 < len(turn_id) <= _MAX_TURN_ID and "\x00" not in turn_id
+
+
+def _unknown_turn() -> HTTPResponse:
+    return _page(message_page("Unknown turn", "There is no such turn in the traces."), 404)
 
 
 def _turn_url(turn_id: str) -> str:

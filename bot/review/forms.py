@@ -9,6 +9,7 @@ form (a POST). Arguments are ``{name: [values]}`` as sanic's ``request.args`` an
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -23,6 +24,8 @@ __all__ = ["PAGE_SIZE", "LEVELS", "KINDS", "FEEDBACK", "ListQuery", "LabelError"
 
 #: Turns per page of the list.
 PAGE_SIZE = 50
+#: The last page a query may ask for (5 million turns; a larger offset is refused, not sent to SQL).
+MAX_PAGE = 100_000
 LEVELS = tuple(level.value for level in Level)
 KINDS = ("knowledge", "canned")
 FEEDBACK = ("negative", "positive", "any")
@@ -54,6 +57,10 @@ def parse_filter(args: Args) -> ListQuery:
     """The list filter in a GET query; a value that makes no sense is ignored and reported."""
     values = {name: _first(args, name) for name in FILTER_FIELDS}
     errors: list[str] = []
+    for name, value in values.items():
+        if "\x00" in value:  # no database takes a NUL in a string
+            errors.append(f"{name} holds a NUL character")
+            values[name] = ""
     chosen: dict[str, Any] = {}
     for name, allowed in (("level", LEVELS), ("kind", KINDS), ("feedback", FEEDBACK)):
         if values[name]:
@@ -72,18 +79,24 @@ def parse_filter(args: Args) -> ListQuery:
     if values["max_score"]:
         try:
             chosen["max_score"] = float(values["max_score"])
+            if not math.isfinite(chosen["max_score"]):
+                raise ValueError
         except ValueError:
+            chosen.pop("max_score", None)
             errors.append(f"max score must be a number, not {values['max_score']!r}")
     for name, shift in (("since", timedelta(0)), ("until", timedelta(days=1))):  # "until" includes its day
         if values[name]:
             try:
                 chosen[name] = datetime.combine(date.fromisoformat(values[name]), time()) + shift
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: the day after 9999-12-31
                 errors.append(f"{'from' if name == 'since' else 'to'} date must be YYYY-MM-DD, not {values[name]!r}")
     page = _first(args, "page")
+    if page and not (re.fullmatch(r"[0-9]{1,6}", page) and 0 < int(page) <= MAX_PAGE):
+        errors.append(f"page is a whole number from 1 to {MAX_PAGE}, not {page[:20]!r}")
+        page = ""
     return ListQuery(
         TurnFilter(**chosen),
-        page=int(page) if page.isdigit() and int(page) > 0 else 1,
+        page=int(page) if page else 1,
         values={name: value for name, value in values.items() if value},
         errors=errors,
     )

@@ -190,6 +190,25 @@ def test_the_filter_form_keeps_its_values_and_bad_values_are_reported(sql):
     assert query.where.level == "refuse" and query.where.max_score is None and query.page == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"page": ["1" + "0" * 21]},  # was "Python int too large" from SQL
+        {"page": ["-1"]},
+        {"page": ["\u00b2"]},  # a digit to str.isdigit, not to int()
+        {"max_score": ["nan"]},
+        {"max_score": ["1e999"]},
+        {"until": ["9999-12-31"]},  # the day after it does not exist
+        {"text": ["dark\x00mode"]},  # PostgreSQL refuses a NUL
+    ],
+)
+def test_absurd_query_values_are_ignored_and_reported(sql, args):
+    query = parse_filter(args)
+    assert query.errors and query.page == 1
+    assert query.where == parse_filter({}).where
+    assert soup(turns_page(sql, args)).select("p.error")
+
+
 def test_pages_link_to_each_other(sql):
     query = parse_filter({"level": ["refuse"], "page": ["2"]})
     assert query.page == 2 and query.offset == 50
