@@ -64,6 +64,18 @@ class IngestSettings:
     #: Questions written by ``bot enhance``; the approved ones join their chunks' question side.
     #: Never ingested as knowledge itself. None: no generated questions.
     enhanced_questions: Path | None = Path("knowledge/enhanced_questions.jsonl")
+    # Limits on what one file may cost to parse; a file over any of them fails alone.
+    #: .docx / .xlsx: checked from the zip directory before parsing.
+    max_unzipped_mb: float = 200.0
+    max_zip_entries: int = 5000
+    max_zip_ratio: float = 100.0  # uncompressed / compressed, for entries over 1 MB
+    max_html_depth: int = 256  # elements nested inside each other
+    max_pdf_pages: int = 2000
+    max_xlsx_cells: int = 2_000_000  # of the first sheet, empty cells inside rows included
+    max_text_chars: int = 10_000_000  # text extracted from one file
+    #: Files are parsed in a child process (reused across files) that is stopped past these.
+    max_parse_seconds: float = 60.0
+    max_parse_mb: int = 512  # the child's address space
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,8 +197,12 @@ class GenerationSettings:
 
 #: Personal data masked in traces before they are stored: label -> regular expression.
 #: Digits are delimited by look-arounds, not ``\b`` (a Chinese character is a word character).
+#: Each runs in linear time on any text (tests/test_linear_patterns.py). The e-mail pattern
+#: starts only where a run of address characters starts (else a long run without "@" is
+#: rescanned from each of its characters) and takes addresses glued to it along.
 DEFAULT_REDACTIONS = {
-    "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "email": r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+    r"(?:[A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})*",
     "id_number": r"(?<![0-9])[1-9][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])[0-9]{2}[0-9]{3}[0-9Xx](?![0-9])",
     "card_number": r"(?<![0-9])[0-9]{4}(?:[ -]?[0-9]{4}){2,3}(?:[ -]?[0-9]{1,3})?(?![0-9])",
     "phone": r"(?<![0-9+])(?:\+?[0-9]{1,3}[ -]?)?(?:1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}"

@@ -3,7 +3,7 @@
 The ``Title`` style gives the title and ``Heading N`` styles the section path;
 consecutive ``List ...`` paragraphs become one block with ``- `` bullets;
 tables become :class:`Table` (first row as header); hyperlinks are written
-as Markdown ``[text](url)``.
+as Markdown ``[text](url)``. A zip bomb is refused from the archive's directory first.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from docx.text.hyperlink import Hyperlink
 from docx.text.paragraph import Paragraph
 from lxml import etree
 
+from bot.config import IngestSettings
 from bot.errors import LoaderError
 from bot.ingest.documents import Block, ParsedDocument, Table
+from bot.ingest.loaders.archive import check_zip
 from bot.ingest.loaders.outline import Outline
 
 __all__ = ["load_docx"]
@@ -30,8 +32,9 @@ _HEADING = re.compile(r"heading\s*(\d)", re.IGNORECASE)
 _CORRUPT = (zipfile.BadZipFile, OpcError, KeyError, ValueError, etree.XMLSyntaxError)
 
 
-def load_docx(path: Path, data: bytes) -> ParsedDocument:
+def load_docx(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
     """Parse a .docx file into blocks under its headings."""
+    check_zip(path, data, limits)
     try:
         document = docx.Document(io.BytesIO(data))
     except _CORRUPT as exc:

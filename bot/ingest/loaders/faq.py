@@ -32,8 +32,10 @@ from typing import Any, Iterable
 import openpyxl
 from openpyxl.utils.exceptions import InvalidFileException
 
+from bot.config import IngestSettings
 from bot.errors import LoaderError
 from bot.ingest.documents import FaqItem, ParsedDocument
+from bot.ingest.loaders.archive import check_zip
 from bot.ingest.loaders.decoding import decode_bytes
 
 __all__ = ["load_csv", "load_xlsx", "load_jsonl"]
@@ -53,7 +55,7 @@ _CORRUPT_XLSX = (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError,
 _DELIMITERS = ",;\t|"
 
 
-def load_csv(path: Path, data: bytes) -> ParsedDocument:
+def load_csv(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
     """Read a question/answer table from CSV (standard quoting; delimiter from the header line)."""
     text = decode_bytes(data, path)
     header = text.lstrip().split("\n", 1)[0]
@@ -68,13 +70,16 @@ def load_csv(path: Path, data: bytes) -> ParsedDocument:
     return _from_rows(path, rows)
 
 
-def load_xlsx(path: Path, data: bytes) -> ParsedDocument:
-    """Read a question/answer table from the first sheet of an Excel workbook."""
+def load_xlsx(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
+    """Read a question/answer table from the first sheet of an Excel workbook (a zip bomb is
+    refused from the archive's directory first; a sheet over ``max_xlsx_cells`` cells fails)."""
+    check_zip(path, data, limits)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         try:
             sheet = workbook.worksheets[0]
-            rows = [[_cell(value) for value in row] for row in sheet.iter_rows(values_only=True)]
+            sheet.reset_dimensions()  # rows as stored: a false "A1:XFD1048576" would pad every row
+            rows = _sheet_rows(path, sheet.iter_rows(values_only=True), limits.max_xlsx_cells)
         finally:
             workbook.close()
     except _CORRUPT_XLSX as exc:
@@ -83,7 +88,20 @@ def load_xlsx(path: Path, data: bytes) -> ParsedDocument:
     return _from_rows(path, rows)
 
 
-def load_jsonl(path: Path, data: bytes) -> ParsedDocument:
+def _sheet_rows(path: Path, rows: Iterable[tuple], max_cells: int) -> list[list[str]]:
+    """The rows as text; an empty row counts as one cell, a row as all its cells up to its last."""
+    texts, cells = [], 0
+    for row in rows:
+        cells += max(len(row), 1)
+        if cells > max_cells:
+            raise LoaderError(
+                str(path), f"the first sheet has over {max_cells:,} cells (ingest.max_xlsx_cells)"
+            )
+        texts.append([_cell(value) for value in row])
+    return texts
+
+
+def load_jsonl(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
     """Read FAQ items and passages from JSON Lines (see the module docstring)."""
     items, skipped = [], 0
     # split on "\n" only: str.splitlines() would also split inside strings holding U+2028

@@ -4,6 +4,7 @@ Page furniture (scripts, styles, navigation, headers, footers, asides, forms)
 is dropped. ``h1``-``h6`` build the section path; paragraphs, lists, ``pre``,
 block quotes and loose text become text blocks; tables become :class:`Table`.
 Links and images are rewritten as Markdown (``[text](href)``, ``![alt](src)``).
+A page nested deeper than ``max_html_depth`` elements is refused before it is walked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
 
+from bot.config import IngestSettings
+from bot.errors import LoaderError
 from bot.ingest.documents import Block, ParsedDocument, Table
 from bot.ingest.loaders.decoding import decode_bytes
 from bot.ingest.loaders.outline import Outline
@@ -30,9 +33,13 @@ _LINE_BREAK = "\u2028"  # stands for <br> while source whitespace is collapsed
 _SPACES = re.compile(r"[ \t\n\r\f]+")
 
 
-def load_html(path: Path, data: bytes) -> ParsedDocument:
+def load_html(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
     """Parse an HTML page into blocks under its headings."""
     soup = BeautifulSoup(decode_bytes(data, path), "lxml")
+    if _deeper_than(soup, limits.max_html_depth):
+        raise LoaderError(
+            str(path), f"elements are nested more than {limits.max_html_depth} deep (ingest.max_html_depth)"
+        )
     for tag in soup(_DROPPED):
         tag.decompose()
     _rewrite_as_markdown(soup)
@@ -40,6 +47,17 @@ def load_html(path: Path, data: bytes) -> ParsedDocument:
     blocks: list[Block] = []
     _walk(soup.body or soup, title, Outline(), blocks)
     return ParsedDocument(title=title, blocks=tuple(blocks))
+
+
+def _deeper_than(soup: BeautifulSoup, limit: int) -> bool:
+    """Whether any element lies more than ``limit`` elements deep (walked without recursion)."""
+    stack = [(soup, 0)]
+    while stack:
+        tag, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in tag.contents if isinstance(child, Tag))
+    return False
 
 
 def _title(soup: BeautifulSoup) -> str:

@@ -14,6 +14,7 @@ from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from bot.config import IngestSettings
 from bot.ingest.documents import Block, ParsedDocument, Table
 from bot.ingest.loaders.decoding import decode_bytes
 from bot.ingest.loaders.outline import Outline
@@ -24,7 +25,7 @@ _PARSER = MarkdownIt("commonmark").enable("table")
 _LISTS = ("bullet_list", "ordered_list")
 
 
-def load_markdown(path: Path, data: bytes) -> ParsedDocument:
+def load_markdown(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
     """Parse a Markdown file into blocks under their headings."""
     root = SyntaxTreeNode(_PARSER.parse(decode_bytes(data, path)))
     nodes = list(root.children)

@@ -5,7 +5,9 @@ characters are left out of the running text. Lines are grouped into
 paragraphs where the vertical gap between them is large; lines set in a
 font clearly larger than the body text are taken as headings (levels by
 size). The title is the metadata ``Title`` or else the first line. Scanned
-PDFs (no text layer) are rejected: OCR is not supported.
+PDFs (no text layer) are rejected: OCR is not supported. A PDF of more than
+``max_pdf_pages`` pages fails before its pages are read, and one whose text runs past
+``max_text_chars`` as soon as it does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pdfplumber
 from pdfplumber.utils.exceptions import MalformedPDFException, PdfminerException
 
+from bot.config import IngestSettings
 from bot.errors import LoaderError
 from bot.ingest.documents import Block, ParsedDocument, Table
 from bot.ingest.loaders.outline import Outline
@@ -34,13 +37,20 @@ _DIGITS = re.compile(r"\d+")
 _Page = tuple[list[dict], list[tuple[float, Table]]]  # text lines, and tables with their top edge
 
 
-def load_pdf(path: Path, data: bytes) -> ParsedDocument:
+def load_pdf(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
     """Parse a PDF with a text layer into paragraphs, headings and tables."""
     try:
         with pdfplumber.open(io.BytesIO(data)) as pdf:
             title = str(pdf.metadata.get("Title") or "").strip()
-            pages = [_read_page(page) for page in pdf.pages]
+            if len(pdf.pages) > limits.max_pdf_pages:
+                raise LoaderError(
+                    str(path),
+                    f"{len(pdf.pages)} pages, over the limit of {limits.max_pdf_pages} (ingest.max_pdf_pages)",
+                )
+            pages = _read_pages(path, pdf.pages, limits.max_text_chars)
     except (PdfminerException, MalformedPDFException) as exc:
+        if isinstance(exc.__context__, (MemoryError, RecursionError)):
+            raise exc.__context__  # pdfplumber wraps what pdfminer raised: say what it was
         raise LoaderError(str(path), f"not a readable PDF (corrupt or truncated): {exc}") from exc
     if not any(lines or tables for lines, tables in pages):
         raise LoaderError(
@@ -51,6 +61,20 @@ def load_pdf(path: Path, data: bytes) -> ParsedDocument:
     if title.lower() in _PLACEHOLDER_TITLES:
         title = next((line["text"] for lines, _ in pages for line in lines), path.stem)
     return ParsedDocument(title=title, blocks=tuple(_blocks(pages, title)))
+
+
+def _read_pages(path: Path, pdf_pages: list, max_chars: int) -> list[_Page]:
+    """Every page read, stopping with :class:`LoaderError` once the text passes ``max_chars``."""
+    pages, chars = [], 0
+    for page in pdf_pages:
+        pages.append(_read_page(page))
+        page.close()  # drop the page's parsed objects: only its lines and tables are kept
+        lines, tables = pages[-1]
+        chars += sum(len(line["text"]) for line in lines)
+        chars += sum(len(cell) for _, table in tables for row in (table.header, *table.rows) for cell in row)
+        if chars > max_chars:
+            raise LoaderError(str(path), f"the text runs past {max_chars:,} characters (ingest.max_text_chars)")
+    return pages
 
 
 def _read_page(page: Any) -> _Page:
