@@ -1,14 +1,15 @@
 """The ingestion manifest: which documents and chunks a collection holds, in SQL.
 
 It is what makes ingestion incremental (an unchanged file's hash matches and it is
-skipped) and verifiable (every chunk it lists must be in the store).
+skipped), resumable (chunks are journaled as they are stored) and verifiable (every
+chunk it lists must be in the store).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, delete, select
 from sqlalchemy.engine import Engine
@@ -111,19 +112,29 @@ class Manifest:
                 )
             )
             if chunks:
+                conn.execute(schema.chunks.insert(), [self._chunk_row(source, c) for c in chunks])
+
+    def record_embedded(self, chunks: Mapping[str, Sequence[ChunkRecord]]) -> None:
+        """Journal chunks just written to the store, by source, before their documents are
+        recorded: a run killed midway leaves them listed, so the next run finds them stored with
+        the same payload hash and does not embed them again. Each source's stored version
+        becomes unknown (``sha256`` cleared), so that the next run parses it again."""
+        documents, table = schema.documents, schema.chunks
+        with self._begin() as conn:
+            for source, records in chunks.items():
+                key = and_(documents.c.collection == self.collection, documents.c.source == source)
+                updated = conn.execute(documents.update().where(key).values(sha256=None, updated_at=_now()))
+                if updated.rowcount == 0:
+                    conn.execute(
+                        documents.insert().values(
+                            collection=self.collection, source=source, n_chunks=0, updated_at=_now()
+                        )
+                    )
+                ids = [record.chunk_id for record in records]
                 conn.execute(
-                    schema.chunks.insert(),
-                    [
-                        {
-                            "collection": self.collection,
-                            "source": source,
-                            "chunk_id": c.chunk_id,
-                            "item_id": c.item_id,
-                            "payload_hash": c.payload_hash,
-                        }
-                        for c in chunks
-                    ],
+                    delete(table).where(and_(table.c.collection == self.collection, table.c.chunk_id.in_(ids)))
                 )
+                conn.execute(table.insert(), [self._chunk_row(source, record) for record in records])
 
     def record_failure(self, source: str, error: str) -> None:
         """Note the last attempt's error; a previously stored version stays as it was."""
@@ -163,6 +174,15 @@ class Manifest:
                 (schema.collections, schema.collections.c.name),
             ):
                 conn.execute(delete(table).where(column == self.collection))
+
+    def _chunk_row(self, source: str, chunk: ChunkRecord) -> dict:
+        return {
+            "collection": self.collection,
+            "source": source,
+            "chunk_id": chunk.chunk_id,
+            "item_id": chunk.item_id,
+            "payload_hash": chunk.payload_hash,
+        }
 
     def _delete_rows(self, conn, source: str) -> None:
         for table in (schema.chunks, schema.documents):

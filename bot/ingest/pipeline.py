@@ -7,8 +7,12 @@
 - A changed file is re-chunked; only chunks with new ids (or a changed payload) are embedded,
   its chunks that disappeared are deleted.
 - A file that is gone from a scanned folder has its chunks deleted.
-- A file that cannot be parsed is reported with its reason; the others go on, and whatever
-  was stored for it before stays.
+- Files are parsed in a child process under the limits of ``IngestSettings`` (zip sizes, depth,
+  pages, cells, text, time, memory: :mod:`bot.ingest.parser_process`). A file that cannot be
+  parsed, for whatever reason, is reported with it; the others go on, and whatever was stored
+  for it before stays.
+- Chunks are journaled in the manifest as they are stored: a run killed midway is resumed by
+  the next, which finds them stored with the same payload hash and does not embed them again.
 - At the end every chunk the manifest lists is looked up in the store; the missing are reported.
 - Approved generated questions (``ingest.enhanced_questions``, written by ``bot enhance``) join
   their chunks' question side. A document's fingerprint covers its bytes and its approved
@@ -21,6 +25,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -34,8 +39,8 @@ from bot.embed.base import DenseEncoder, SparseEncoder
 from bot.errors import LoaderError
 from bot.ingest.chunking import chunk_document
 from bot.ingest.documents import Chunk
-from bot.ingest.loaders import load_file
 from bot.ingest.manifest import ChunkRecord, Manifest
+from bot.ingest.parser_process import ParserProcess
 from bot.store.base import CollectionSchema, StoredPoint, VectorStore
 
 __all__ = ["Ingestor", "IngestReport", "collection_schema", "chunk_payload", "read_approved_questions"]
@@ -47,6 +52,7 @@ ApprovedQuestions = dict[str, dict[str, tuple[str, ...]]]
 
 KEYWORD_INDEXES = ("doc", "source", "item_id", "language", "kind")
 _VERIFY_BATCH = 1000
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass
@@ -74,8 +80,8 @@ class IngestReport:
             "chunks:    " + ", ".join(f"{self.chunks[k]} {k}" for k in keys),
             f"embedded {self.embedded} chunks in {self.seconds:.1f} s",
         ]
-        lines += [f"FAILED {source}: {reason}" for source, reason in self.failures]
-        lines += [f"WARNING {warning}" for warning in self.warnings]
+        lines += [_printable(f"FAILED {source}: {reason}") for source, reason in self.failures]
+        lines += [_printable(f"WARNING {warning}") for warning in self.warnings]
         lines.append(
             "verified: every chunk is in the store"
             if self.complete
@@ -161,6 +167,7 @@ class Ingestor:
         self.store, self.manifest = store, manifest
         self.dense, self.sparse = dense, sparse
         self.settings, self.root = settings, root
+        self._parser = ParserProcess(settings)
 
     def prepare(self) -> None:
         """Create or check the collection and the encoders it was built with."""
@@ -169,6 +176,12 @@ class Ingestor:
 
     def run(self, paths: Sequence[Path] | None = None, *, progress: bool = True) -> IngestReport:
         """Ingest ``paths`` (files or folders; default: the configured ones)."""
+        try:
+            return self._run(paths, progress)
+        finally:
+            self._parser.close()
+
+    def _run(self, paths: Sequence[Path] | None, progress: bool) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
         self.prepare()
@@ -183,19 +196,23 @@ class Ingestor:
 
         for path in tqdm(files, desc="parsing", unit="file", disable=not progress):
             source = self._source(path)
+            if not _storable(source):
+                report.documents["failed"] += 1
+                report.failures.append((_printable(source), "the file name is not valid UTF-8; rename the file"))
+                continue
             questions = approved.get(source, {})
-            data = path.read_bytes() if path.stat().st_size <= self._max_bytes() else None
-            sha = _fingerprint(data, questions) if data is not None else ""
             record = known.get(source)
             old = self.manifest.chunks(source) if record else {}
-            if record and record.sha256 == sha and set(old) <= stored:
-                report.documents["unchanged"] += 1
-                report.chunks["unchanged"] += len(old)
-                if record.error:
-                    self.manifest.clear_error(source)
-                continue
             try:
-                chunks = _with_questions(self._chunks(path, source), questions)
+                data = _read(path, self._max_bytes())
+                sha = _fingerprint(data, questions) if data is not None else ""
+                if record and record.sha256 == sha and set(old) <= stored:
+                    report.documents["unchanged"] += 1
+                    report.chunks["unchanged"] += len(old)
+                    if record.error:
+                        self.manifest.clear_error(source)
+                    continue
+                chunks = self._parse(path, source, questions)
             except LoaderError as exc:
                 report.documents["failed"] += 1
                 report.failures.append((source, exc.reason))
@@ -203,12 +220,14 @@ class Ingestor:
                 continue
             records, stale, new = self._diff(chunks, old, stored, report)
             to_write.extend(new)
-            status = "updated" if record and record.sha256 else "added"
+            status = "updated" if record and (record.sha256 or record.n_chunks) else "added"
             pending.append(
-                _Pending(source, sha, len(data), chunks[0].title if chunks else "", records, stale, status)
+                _Pending(source, sha, len(data or b""), chunks[0].title if chunks else "", records, stale, status)
             )
 
-        report.embedded = self._write(to_write, progress)
+        self._parser.close()  # its memory is free while embedding
+        records = {r.chunk_id: r for doc in pending for r in doc.records}
+        report.embedded = self._write(to_write, records, progress)
         for doc in pending:
             self.store.delete(doc.stale)
             self.manifest.record_document(
@@ -233,13 +252,18 @@ class Ingestor:
         """The chunks of each file under ``paths`` (default: the configured ones), as ingestion
         cuts them but without generated questions. Files that cannot be parsed are skipped
         (``on_failure(source, reason)`` hears of them). Needs neither the store nor the manifest."""
-        for path in self._scan([Path(p) for p in (paths or self.settings.paths)]):
-            source = self._source(path)
-            try:
-                yield self._chunks(path, source)
-            except LoaderError as exc:
-                if on_failure:
-                    on_failure(source, exc.reason)
+        try:
+            for path in self._scan([Path(p) for p in (paths or self.settings.paths)]):
+                source = self._source(path)
+                try:
+                    chunks = self._parse(path, source, {})
+                except LoaderError as exc:
+                    if on_failure:
+                        on_failure(source, exc.reason)
+                    continue
+                yield chunks
+        finally:
+            self._parser.close()
 
     def rebuild(self) -> None:
         """Drop the collection and forget its manifest, so the next run starts afresh."""
@@ -249,8 +273,18 @@ class Ingestor:
     def _max_bytes(self) -> int:
         return int(self.settings.max_file_mb * 1024 * 1024)
 
+    def _parse(self, path: Path, source: str, questions: dict[str, tuple[str, ...]]) -> list[Chunk]:
+        """The file's chunks with their approved questions; :class:`LoaderError` for any failure."""
+        try:
+            return _with_questions(self._chunks(path, source), questions)
+        except LoaderError:
+            raise
+        except Exception as exc:  # a bug on odd input fails this file, not the run
+            log.debug("cannot cut %s into chunks", _printable(source), exc_info=True)
+            raise LoaderError(source, f"cannot be cut into chunks: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
     def _chunks(self, path: Path, source: str) -> list[Chunk]:
-        document = load_file(path, max_bytes=self._max_bytes())
+        document = self._parser.load(path)
         chunks = chunk_document(
             document,
             doc_id=source,
@@ -282,12 +316,18 @@ class Ingestor:
         report.chunks["removed"] += len(stale)
         return records, stale, new
 
-    def _write(self, chunks: list[Chunk], progress: bool) -> int:
+    def _write(self, chunks: list[Chunk], records: dict[str, ChunkRecord], progress: bool) -> int:
+        """Embed and store ``chunks`` batch by batch, journaling each stored batch (``records``:
+        the chunks' manifest records by id)."""
         size = self.settings.batch_size
         with tqdm(total=len(chunks), desc="embedding", unit="chunk", disable=not progress) as bar:
             for start in range(0, len(chunks), size):
                 batch = chunks[start : start + size]
                 self.store.upsert(self._points(batch))
+                stored: dict[str, list[ChunkRecord]] = {}
+                for chunk in batch:
+                    stored.setdefault(chunk.source, []).append(records[chunk.id])
+                self.manifest.record_embedded(stored)
                 bar.update(len(batch))
         return len(chunks)
 
@@ -379,6 +419,29 @@ class Ingestor:
     def _path_of(self, source: str) -> Path:
         path = Path(source)
         return path if path.is_absolute() else self.root / path
+
+
+def _read(path: Path, max_bytes: int) -> bytes | None:
+    """The file's bytes, or None when it is over the size limit (its parse reports that)."""
+    try:
+        return path.read_bytes() if path.stat().st_size <= max_bytes else None
+    except OSError as exc:
+        raise LoaderError(str(path), f"cannot be read: {exc.strerror or exc}") from exc
+
+
+def _storable(source: str) -> bool:
+    """Whether a name can be stored: file names that are not UTF-8 reach Python as lone surrogates."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters and undecodable bytes as escapes (``\\n``, ``\\udcff``)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _under(path: Path, folder: Path) -> bool:
