@@ -1,5 +1,6 @@
 """rasa-sdk's plugin package (it imports ``rasa_sdk_plugins`` from the working directory and
-calls ``init_hooks``): adds the knowledge engine's start-up and routes to the action server."""
+calls ``init_hooks``): adds the knowledge engine's doors (address, token, limits: see
+``actions/doors.py``), start-up and routes to the action server."""
 
 import sys
 

@@ -175,12 +175,27 @@ def test_feedback_is_recorded_on_the_answered_turn(engine_root):
     ]
 
 
-def test_a_feedback_comment_is_stored_with_personal_data_masked(engine_root):
-    text = "wrong, call me on 13812345678 or write to ann@example.com"
-    run(ActionRecordFeedback(), tracker(text, intent="feedback_negative", slots={"kb_turn_id": "masked-turn"}))
+def test_a_feedback_comment_is_stored_with_personal_data_masked_and_cut(engine_root):
+    _, events = run(ActionAnswerFromKnowledge(), tracker("How do I pair the smart pen?"))
+    turn_id = slots(events)["kb_turn_id"]
+    personal = "wrong, call me on 13812345678 or write to ann@example.com "
+    run(ActionRecordFeedback(), tracker(personal + "x" * 5000, intent="feedback_negative", slots={"kb_turn_id": turn_id}))
     engine = asyncio.run(runtime.get_engine())
-    [row] = feedback_for(engine.sql, "masked-turn")
-    assert row["comment"] == "wrong, call me on [phone] or write to [email]"
+    [row] = feedback_for(engine.sql, turn_id)
+    kept = engine.settings.serving.max_comment_chars - len(personal)  # cut first, then masked
+    assert row["comment"] == "wrong, call me on [phone] or write to [email] " + "x" * kept
+
+
+def test_feedback_on_a_turn_of_another_conversation_is_not_stored(engine_root):
+    _, events = run(ActionAnswerFromKnowledge(), tracker("How do I pair the smart pen?"))
+    turn_id = slots(events)["kb_turn_id"]
+    message = {"text": "that's wrong", "intent": {"name": "feedback_negative", "confidence": 0.99}, "entities": []}
+    other = Tracker("user-2", {"kb_turn_id": turn_id}, message, [], False, None, {}, "action_listen")
+    for track in (other, tracker("that's wrong", intent="feedback_negative", slots={"kb_turn_id": "no-such-turn"})):
+        messages, _ = run(ActionRecordFeedback(), track)
+        assert messages[0]["response"] == "utter_feedback_negative"  # thanked all the same
+    engine = asyncio.run(runtime.get_engine())
+    assert feedback_for(engine.sql, turn_id) == [] and feedback_for(engine.sql, "no-such-turn") == []
 
 
 @pytest.mark.parametrize(
@@ -264,10 +279,12 @@ def test_domain_has_a_canned_response_for_each_sensitive_intent():
 def test_feedback_when_the_database_fails_still_thanks_the_user(engine_root):
     from bot.db.schema import feedback
 
+    _, answered = run(ActionAnswerFromKnowledge(), tracker("How do I pair the smart pen?"))
     engine = asyncio.run(runtime.get_engine())
     feedback.drop(engine.sql)  # a real fault: the table is gone
     try:
-        messages, events = run(ActionRecordFeedback(), tracker("👍", intent="feedback_positive", slots={"kb_turn_id": "t"}))
+        turn_id = slots(answered)["kb_turn_id"]
+        messages, events = run(ActionRecordFeedback(), tracker("👍", intent="feedback_positive", slots={"kb_turn_id": turn_id}))
         assert messages[0]["response"] == "utter_feedback_positive" and events == []
     finally:
         feedback.create(engine.sql)
