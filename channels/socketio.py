@@ -27,6 +27,14 @@ it changes in Rasa's :class:`~rasa.core.channels.socketio.SocketIOInput`:
   paragraph. The widget knows by it which reply confirms that the history was cleared, and
   drops what the turns before it still send.
 
+- **Doors** (:mod:`channels.limits`): engine.io refuses payloads over ``serving.max_body_kb``
+  (and Sanic reads no larger body at all); a ``user_uttered`` message that is malformed (not
+  an object, a non-string message, no session id), over ``generation.max_question_chars``, or
+  over the rates of ``serving.conversation_per_minute`` (a session) or
+  ``serving.client_per_minute`` (a client address) is answered on the sender's socket with a
+  ``bot_uttered`` ``{"text": plain sentence, "error": key, "response": null}`` in its language,
+  and never reaches the bot; a handler never raises.
+
 Websockets do not work on this stack (Sanic 21.12's websocket on Python 3.11: "Passing
 coroutines is forbidden"): clients use long-polling (the widget does by default).
 """
@@ -39,10 +47,12 @@ import logging
 import uuid
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
-import rasa.shared.utils.io
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint
+
+from bot.doors import sender_language
+from channels.limits import Refusal, channel_limits, limit_request_bodies, valid_conversation_id
 
 __all__ = ["KnowledgeSocketIOInput", "KnowledgeSocketIOOutput"]
 
@@ -81,11 +91,13 @@ class KnowledgeSocketIOInput(SocketIOInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         blueprint = super().blueprint(on_new_message)
+        blueprint.listener("before_server_start")(limit_request_bodies)
         sio = self.sio  # Rasa's handlers for these two events are replaced (one handler per event)
+        sio.eio.max_http_buffer_size = channel_limits().max_body_bytes
 
-        async def session_request(sid: Text, data: Optional[Dict]) -> None:
-            data = data if isinstance(data, dict) else {}
-            if not data.get("session_id"):
+        async def session_request(sid: Text, *args: Any) -> None:
+            data = args[0] if len(args) == 1 and isinstance(args[0], dict) else {}
+            if not valid_conversation_id(data.get("session_id")):
                 data["session_id"] = uuid.uuid4().hex
             if self.session_persistence:
                 joined = sio.enter_room(sid, data["session_id"], namespace=self.namespace)
@@ -94,27 +106,58 @@ class KnowledgeSocketIOInput(SocketIOInput):
             await sio.emit("session_confirm", data["session_id"], room=sid, namespace=self.namespace)
             logger.debug(f"User {sid} joined session {data['session_id']}.")
 
-        async def handle_message(sid: Text, data: Dict) -> None:
-            output_channel = KnowledgeSocketIOOutput(sio, self.bot_message_evt)
-            if self.session_persistence:
-                if not data.get("session_id"):
-                    rasa.shared.utils.io.raise_warning(
-                        "A message without a valid session_id was received. This message will be "
-                        "ignored. Make sure to set a proper session id using the `session_request` "
-                        "socketIO event."
+        async def handle_message(sid: Text, *args: Any) -> None:
+            try:  # one argument, as the widget sends; none or several are refused like a non-object
+                message = await self._admit(sid, args[0] if len(args) == 1 else list(args))
+                if message is not None:
+                    text, sender_id, metadata = message
+                    output_channel = KnowledgeSocketIOOutput(sio, self.bot_message_evt)
+                    await on_new_message(
+                        UserMessage(text, output_channel, sender_id, input_channel=self.name(), metadata=metadata)
                     )
-                    return
-                sender_id = data["session_id"]
-            else:
-                sender_id = sid
-            metadata = data.get(self.metadata_key, {})
-            if isinstance(metadata, Text):
-                metadata = json.loads(metadata)
-            message = UserMessage(
-                data.get("message", ""), output_channel, sender_id, input_channel=self.name(), metadata=metadata
-            )
-            await on_new_message(message)
+            except Exception:  # never into python-socketio: the cause goes to the log
+                logger.exception(f"A socket.io message of {sid} was not handled.")
 
         sio.on("session_request", session_request, namespace=self.namespace)
         sio.on(self.user_message_evt, handle_message, namespace=self.namespace)
         return blueprint
+
+    async def _admit(self, sid: Text, data: Any) -> Optional[tuple[Text, Text, Dict[Text, Any]]]:
+        """The message's text, conversation id and metadata; None when it was refused (the
+        refusal is sent to ``sid``)."""
+        limits = channel_limits()
+        environ = self.sio.get_environ(sid, namespace=self.namespace) or {}
+        refused = limits.client(getattr(environ.get("sanic.request"), "ip", "") or environ.get("REMOTE_ADDR", ""))
+        text = data.get("message") if isinstance(data, dict) else None
+        if not refused and isinstance(data, dict):
+            sender_id = data.get("session_id") if self.session_persistence else sid
+            metadata = _metadata(data.get(self.metadata_key, {}))
+            refused = (
+                limits.message(text)
+                or limits.sender(sender_id, reason="session_id")
+                or limits.metadata(metadata)
+                or limits.conversation(sender_id)
+            )
+        elif not refused:
+            refused = limits.bad_request("not_object")
+        if not refused:
+            return text, sender_id, metadata
+        language = sender_language(text, {"accept-language": environ.get("HTTP_ACCEPT_LANGUAGE", "")})
+        await self._refuse(sid, refused, language)
+        return None
+
+    async def _refuse(self, sid: Text, refused: Refusal, language: Text) -> None:
+        logger.info(f"A socket.io message of {sid} was refused: {refused.error}.")
+        event = {"text": refused.sentence(language), "error": refused.error, "response": None}
+        await self.sio.emit(self.bot_message_evt, event, room=sid, namespace=self.namespace)
+
+
+def _metadata(metadata: Any) -> Any:
+    """Metadata as sent, or decoded from a JSON string (Rasa accepts both); a string that is
+    not JSON is returned as is (and refused as not an object)."""
+    if isinstance(metadata, str):
+        try:
+            return json.loads(metadata)
+        except ValueError:
+            return metadata
+    return metadata
