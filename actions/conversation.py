@@ -18,6 +18,8 @@ __all__ = ["ActionDetectLanguage", "ActionClearHistory", "ActionRecordFeedback"]
 
 logger = logging.getLogger(__name__)
 
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
 
 class ActionDetectLanguage(Action):
     """Fills the ``language`` slot from each user message (its custom slot mapping), so canned
@@ -38,7 +40,7 @@ class ActionDetectLanguage(Action):
 def _tells_language(text: str) -> bool:
     """Whether a message says which language the user writes: Chinese characters, or two English
     words. An order number, "ok" or an emoji keeps the language the conversation has."""
-    return any(is_cjk(ch) for ch in text) or len(re.findall(r"[A-Za-z]{2,}", text)) >= 2
+    return any(is_cjk(ch) for ch in text) or len(_LATIN_WORD.findall(text)) >= 2
 
 
 class ActionClearHistory(Action):

@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 __all__ = ["ValidateRefundForm", "find_order_number"]
 
-_ORDER_NUMBER = re.compile(r"(?<![A-Za-z0-9])NN\s*[-－—]?\s*(\d{8})(?!\d)", re.IGNORECASE)
+_ORDER_NUMBER = re.compile(r"(?<![A-Za-z0-9])NN\s*(?:[-－—]\s*)?(\d{8})(?!\d)", re.IGNORECASE)
 
 
 def find_order_number(text: str) -> str | None:

@@ -25,6 +25,7 @@ _MARKER = re.compile(rf"\[({_NUMBERS})\](?!\()|【({_NUMBERS})】")
 # An unfinished marker at the end of a delta, or a finished one that a "(" could still follow.
 _OPEN_TAIL = re.compile(r"(?:\[[\d,，、\s]*|【[\d,，、\s]*|\[[\d,，、\s]+\])$")
 _MAX_HELD = 24  # characters; anything longer is not a citation marker
+_NUMBER = re.compile(r"\d+")
 
 
 class CitationFilter:
@@ -54,7 +55,7 @@ class CitationFilter:
         return _MARKER.sub(self._replace, text)
 
     def _replace(self, match: re.Match[str]) -> str:
-        numbers = [int(n) for n in re.split(r"\s*[,，、]\s*", match.group(1) or match.group(2))]
+        numbers = [int(n) for n in _NUMBER.findall(match.group(1) or match.group(2))]
         kept = [n for n in numbers if n in self.valid]
         for number in kept:
             if number not in self.cited:

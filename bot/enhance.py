@@ -40,7 +40,7 @@ MAX_QUESTION_CHARS = 200
 
 _LEADER = re.compile(
     r"^(?:[-*•·●▪◦–—>]+|#+|\(?\d{1,2}[.)、:：．](?!\d)|[（(]\d{1,2}[）)]|[一二三四五六七八九十]{1,3}[、.．]"
-    r"|[a-zA-Z][.)](?=\s)|(?:q|question|问题?)\s*\d*\s*[:：.、])\s*",
+    r"|[a-zA-Z][.)](?=\s)|(?:q|question|问题?)\s*(?:\d+\s*)?[:：.、])\s*",
     re.IGNORECASE,
 )
 _QUOTES = "\"'“”‘’「」『』`*"
@@ -51,7 +51,7 @@ _EN_ASKING = re.compile(
 )
 _ZH_ASKING = re.compile(r"吗|呢|什么|怎么|怎样|如何|为什么|为何|哪|几|多少|多久|多长|是否|能否|可否|有没有|是不是|能不能|可不可以")
 _PREAMBLE = re.compile(r"^(?:以下|下面|这里|好的|当然|here (?:are|is)|sure\b|certainly\b|below\b)", re.IGNORECASE)
-_TRAILING = re.compile(r"[\s?？.。!！]+$")
+_END_MARKS = " ?？.。!！"
 
 
 @dataclass
@@ -201,7 +201,7 @@ def _asks(text: str) -> bool:
 
 def _key(text: str) -> str:
     """What makes two questions the same: case, spaces and end marks aside."""
-    return _TRAILING.sub("", " ".join(text.casefold().split()))
+    return " ".join(text.casefold().split()).rstrip(_END_MARKS)
 
 
 def _label(chunk: Chunk) -> str:

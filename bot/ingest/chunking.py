@@ -42,7 +42,7 @@ _SENTENCE_END = re.compile(
     r"(?<=[。！？；…])(?![。！？；…”’」』）)])"  # after Chinese end marks, unless more marks or quotes follow
     r"|(?<=[。！？；…][”’」』）)])"  # after the closing quote that follows them
     r"|(?<=[.!?])\s+|(?<=[.!?][\"'”’)\]])\s+"  # English end marks need a space after
-    r"|\s*\n\s*"  # line breaks
+    r"|(?<!\s)\s*\n\s*"  # line breaks (a whitespace run is tried from its start only: linear)
 )
 _CLAUSE_END = re.compile(r"(?<=[，、：])|(?<=[,;])\s+")
 _WORD_START = re.compile(r"(?<=\s)(?=\S)")

@@ -31,6 +31,7 @@ KINDS = ("knowledge", "canned")
 FEEDBACK = ("negative", "positive", "any")
 #: The list's filter fields, in the form's order.
 FILTER_FIELDS = ("level", "kind", "intent", "feedback", "labelled", "max_score", "since", "until", "text")
+_ID_SEPARATORS = re.compile(r"[,，\s]+")
 
 Args = Mapping[str, Sequence[str] | str]
 
@@ -113,7 +114,7 @@ def submit_label(sql: SqlEngine, turn_id: str, form: Args) -> int:
     if verdict not in VERDICTS:
         raise LabelError("choose a verdict: should have answered (with item ids) or should have refused")
     expected = [item.strip() for item in _all(form, "expected") if item.strip()]
-    expected += [item for item in re.split(r"[,，\s]+", _first(form, "expected_other")) if item]
+    expected += [item for item in _ID_SEPARATORS.split(_first(form, "expected_other")) if item]
     if verdict == "answer" and not expected:
         raise LabelError("'should have answered with' needs at least one item id: tick a hit or type an id")
     if verdict == "refuse" and expected:
