@@ -154,7 +154,8 @@ def test_a_forged_call_without_the_token_runs_nothing(stack):
             assert_refusal(httpx.post(f"{stack.actions_url}/webhook", params=params, json=forged), 401, "unauthorized")
 
         # Rasa's own call (the token) still runs: its turn is the first the victim's stream hears.
-        answered = httpx.post(f"{stack.actions_url}/webhook", params={"token": token}, json=action_call(victim["conversation_id"], QUESTION), timeout=60)
+        call = action_call(victim["conversation_id"], QUESTION)
+        answered = httpx.post(f"{stack.actions_url}/webhook", params={"token": token}, json=call, timeout=60)
         assert answered.status_code == 200 and answered.json()["responses"]
         events = listener.turn()
     finally:
@@ -209,8 +210,9 @@ def test_feedback_is_stored_only_for_a_turn_of_the_conversation_that_sends_it(st
     assert len(stored["comment"]) == stack.settings.serving.max_comment_chars  # cut before it was stored
 
     forged = {"turn_id": answered["turn_id"], "rating": -1, "comment": f"forged by attacker {MARKER}"}
-    assert_refusal(httpx.post(url, content=json.dumps({**forged, "conversation_id": answered["conversation_id"]})), 403, "forbidden")
-    assert_refusal(httpx.post(url, content=json.dumps({**forged, "conversation_id": answered["conversation_id"], "key": other["key"]})), 403, "forbidden")
+    claimed = {**forged, "conversation_id": answered["conversation_id"]}
+    assert_refusal(httpx.post(url, content=json.dumps(claimed)), 403, "forbidden")  # no key
+    assert_refusal(httpx.post(url, content=json.dumps({**claimed, "key": other["key"]})), 403, "forbidden")
     assert_refusal(httpx.post(url, content=json.dumps({**forged, **other})), 404, "unknown_turn")  # another's turn
     assert_refusal(httpx.post(url, content=json.dumps({**forged, **other, "turn_id": uuid.uuid4().hex})), 404, "unknown_turn")
     assert_refusal(httpx.post(url, content=json.dumps({**forged, **answered, "turn_id": uuid.uuid4().hex})), 404, "unknown_turn")
@@ -242,9 +244,10 @@ def test_oversized_bodies_are_refused_before_they_are_read(stack):
         assert_refusal(httpx.post(f"{stack.actions_url}{path}", content=large), 413, "request_too_large")
     tracker_mb = stack.settings.serving.max_tracker_mb
     huge = b'{"next_action": "' + b"x" * int((tracker_mb + 1) * 1024 * 1024) + b'"}'
-    assert_refusal(httpx.post(f"{stack.actions_url}/webhook", params={"token": token}, content=huge, timeout=60), 413, "request_too_large")
+    webhook = f"{stack.actions_url}/webhook"
+    assert_refusal(httpx.post(webhook, params={"token": token}, content=huge, timeout=60), 413, "request_too_large")
     bomb = zlib.compress(b" " * int((tracker_mb + 4) * 1024 * 1024))  # 20 MB of JSON whitespace, 20 KB on the wire
-    response = httpx.post(f"{stack.actions_url}/webhook", params={"token": token}, content=bomb, headers={"Content-Encoding": "deflate"})
+    response = httpx.post(webhook, params={"token": token}, content=bomb, headers={"Content-Encoding": "deflate"})
     assert_refusal(response, 413, "request_too_large")
 
 
@@ -287,7 +290,7 @@ def test_a_malformed_call_to_the_webhook_is_a_400(stack, case):
     [
         ("POST", "/knowledge/prepare", b'{"text": "\\ud800"}', 400, "bad_request"),
         ("POST", "/knowledge/prepare", f'{{"text": ["{MARKER}"]}}'.encode(), 400, "bad_request"),
-        ("POST", "/knowledge/feedback", f'{{"conversation_id": "{MARKER}", "turn_id": 5, "rating": 1}}'.encode(), 400, "bad_request"),
+        ("POST", "/knowledge/feedback", f'{{"conversation_id": "{MARKER}", "turn_id": 5}}'.encode(), 400, "bad_request"),
         ("POST", "/knowledge/feedback", f'[{{"rating": "{MARKER}"}}]'.encode(), 400, "bad_request"),
         ("POST", "/knowledge/session", f'{{"conversation_id": "{MARKER}'.encode(), 400, "bad_request"),
         ("POST", "/widget/widget.js", MARKER.encode(), 405, "method_not_allowed"),
@@ -349,14 +352,16 @@ def test_a_burst_in_one_conversation_is_a_429_with_retry_after(strict_stack):
         stream = f"{base}/knowledge/stream/{conversation['conversation_id']}"
         assert_too_many(client.get(stream, params={"key": conversation["key"]}))
         other = session(base, client)  # the same client's other conversation is served
-        assert client.post(f"{base}/knowledge/feedback", content=json.dumps({**other, "turn_id": "t", "rating": 1})).status_code == 404
+        rating_other = json.dumps({**other, "turn_id": "t", "rating": 1})
+        assert client.post(f"{base}/knowledge/feedback", content=rating_other).status_code == 404
 
 
 # ---- afterwards ----
 
 
 def test_a_normal_question_is_still_answered_and_the_traces_are_intact(stack, answered):
-    reply = httpx.post(f"{stack.rasa_url}/webhooks/rest/webhook", json={"sender": "after-the-doors", "message": QUESTION}, timeout=120)
+    message = {"sender": "after-the-doors", "message": QUESTION}
+    reply = httpx.post(f"{stack.rasa_url}/webhooks/rest/webhook", json=message, timeout=120)
     assert reply.status_code == 200 and any(message.get("text") for message in reply.json())
     assert wait_for_trace(stack, "after-the-doors") == [QUESTION]
     assert questions_of(stack, answered["conversation_id"]) == [QUESTION]
