@@ -1,8 +1,9 @@
 """Run the Rasa assistant: train the model if its inputs changed, ingest the knowledge if it
 changed, bring up the LLM and the action server, then a channel (``rasa shell`` or ``rasa run``).
 
-    with assistant_services(settings, use_llm=True, announce=print):
-        subprocess.run(rasa_command("shell", "--model", str(model_path(settings.root))))
+    with assistant_services(settings, use_llm=True, announce=print) as supervisor:
+        with supervisor.in_background():  # a server that dies meanwhile is restarted
+            subprocess.run(rasa_command("shell", "--model", str(model_path(settings.root))))
 
 Everything started here is stopped when the block ends.
 """
@@ -26,6 +27,7 @@ import yaml
 from bot.config import Settings
 from bot.errors import EncoderMismatchError, ServiceError
 from bot.process import ManagedProcess, port_in_use
+from bot.supervisor import Supervisor
 
 __all__ = [
     "ACTION_PORT",
@@ -195,9 +197,11 @@ def assistant_services(
     use_llm: bool = True,
     announce: Announce = lambda message: None,
     startup_timeout: float = 300.0,
-) -> Iterator[None]:
+) -> Iterator[Supervisor]:
     """Train if needed, ingest if needed, start the LLM (unless ``use_llm`` is false) and the
-    action server (on endpoints.yml's action_endpoint port); stop what was started when the block ends."""
+    action server (on endpoints.yml's action_endpoint port); stop what was started when the block ends.
+    Yields the :class:`Supervisor` that restarts what was started here if it dies (once the
+    caller runs it), to which the caller adds its own servers."""
     from bot.llm.server import llm_endpoint
 
     port = action_port(settings)
@@ -208,13 +212,15 @@ def assistant_services(
         )
     train_if_changed(settings, announce)
     ingest_if_changed(settings, announce)
+    supervisor = Supervisor(announce, startup_timeout=startup_timeout)
     with ExitStack() as stack:
         if use_llm:
-            stack.enter_context(llm_endpoint(settings, announce))
+            stack.enter_context(llm_endpoint(settings, announce, supervisor))
         actions = action_server(settings, port=port, use_llm=use_llm)
         announce(f"starting the action server on port {port} (log: {actions.log_path})")
         actions.start()
         stack.callback(actions.stop)
         seconds = actions.wait_ready(engine_ready(port), startup_timeout)
         announce(f"action server ready in {seconds:.0f} s")
-        yield
+        supervisor.watch(actions, engine_ready(port))
+        yield supervisor

@@ -331,20 +331,22 @@ def chat(ctx, no_llm, retrain, port):
     """Chat with the assistant in this terminal (rasa shell).
 
     Trains the Rasa model if data/, domain.yml or config.yml changed, ingests knowledge/ if it
-    changed, starts the LLM (unless --no-llm) and the action server, and stops them on exit.
+    changed, starts the LLM (unless --no-llm) and the action server, restarts them if they die,
+    and stops them on exit.
     """
     from bot.assistant import assistant_services, model_path, rasa_command, rasa_environment, train_if_changed
 
     settings = load_settings(ctx.obj["root"])
     if retrain:
         train_if_changed(settings, _announce, force=True)
-    with assistant_services(settings, use_llm=not no_llm, announce=_announce):
+    with assistant_services(settings, use_llm=not no_llm, announce=_announce) as supervisor:
         _announce("opening rasa shell: type a message, /stop (or Ctrl-C) to leave")
         shell = rasa_command(
             "shell", "--model", str(model_path(settings.root)), "--endpoints", "endpoints.yml", "--port", str(port)
         )
         try:
-            subprocess.run(shell, cwd=settings.root, env=rasa_environment(settings))
+            with supervisor.in_background():
+                subprocess.run(shell, cwd=settings.root, env=rasa_environment(settings))
         except KeyboardInterrupt:
             pass
     _announce("stopped")
@@ -359,25 +361,26 @@ def serve(ctx, port, no_llm):
     """Serve the assistant on the channels in credentials.yml (rasa run), until Ctrl-C.
 
     Prepares and starts everything as `bot chat` does, then `rasa run` instead of the shell.
+    A server that dies (rasa run, the action server, the local LLM) is restarted after 1 s,
+    then 2, 4, ... up to 60 s while it keeps dying; the others keep serving.
     """
     from bot.assistant import action_port, assistant_services, rasa_ready, rasa_server
 
     settings = load_settings(ctx.obj["root"])
-    with assistant_services(settings, use_llm=not no_llm, announce=_announce):
+    with assistant_services(settings, use_llm=not no_llm, announce=_announce) as supervisor:
         server = rasa_server(settings, port=port)
         server.start()
         try:
             server.wait_ready(rasa_ready(port), timeout=300)
+            supervisor.watch(server, rasa_ready(port))
             actions = f"http://localhost:{action_port(settings)}"
             _announce(f"web widget: {actions}/widget/index.html; review page: {actions}/review (token: BOT_REVIEW_TOKEN)")
             _announce(f"serving at http://localhost:{port} (REST: /webhooks/rest/webhook); Ctrl-C stops")
-            while server.running():
-                time.sleep(1)
+            supervisor.run()
         except KeyboardInterrupt:
             return
         finally:
             server.stop()
-        raise click.ClickException(f"rasa run exited on its own:\n{server.log_tail()}")
 
 
 def _announce(message: str) -> None:

@@ -49,6 +49,11 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of a process that ended (negative: the signal that killed it), else None."""
+        return self._process.poll() if self._process else None
+
     def running(self) -> bool:
         """Whether the process is alive (not whether it is ready)."""
         return self._process is not None and self._process.poll() is None

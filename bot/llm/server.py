@@ -22,6 +22,7 @@ import httpx
 from bot.config import Settings, find_project_root
 from bot.errors import ConfigError, LLMServerError
 from bot.process import ManagedProcess, log_tail, port_in_use
+from bot.supervisor import Supervisor
 
 __all__ = ["LLMServer", "LLMServerError", "INSTALL_HINT", "llm_endpoint"]
 
@@ -37,6 +38,8 @@ class LLMServer:
     Relative paths are resolved against the project root. Use it as a context manager (starts,
     waits until ready, stops), or call ``start()``, ``wait_ready()`` and ``stop()`` yourself.
     """
+
+    name = "LLM server"
 
     def __init__(
         self,
@@ -170,6 +173,11 @@ class LLMServer:
         if self._service is not None:
             self._service.stop(grace)
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of a server process that ended, else None."""
+        return self._service.exit_code if self._service else None
+
     def running(self) -> bool:
         """Whether the server process is alive (not whether it is ready)."""
         return self._service is not None and self._service.running()
@@ -239,12 +247,16 @@ def _cpu_bind() -> str:
 
 
 @contextmanager
-def llm_endpoint(settings: Settings, announce: Callable[[str], None] = lambda message: None) -> Iterator[str]:
+def llm_endpoint(
+    settings: Settings,
+    announce: Callable[[str], None] = lambda message: None,
+    supervisor: Supervisor | None = None,
+) -> Iterator[str]:
     """The LLM's base URL for the length of the block.
 
     ``endpoints.yml``'s ``llm.url`` when set. Otherwise the local demo server: reused when one
     already serves the model on ``local_llm.port``, else started here (``announce`` hears about
-    it, readiness is awaited) and stopped when the block ends.
+    it, readiness is awaited; ``supervisor`` restarts it if it dies) and stopped when the block ends.
     """
     if settings.llm.url:
         yield settings.llm.url
@@ -256,4 +268,6 @@ def llm_endpoint(settings: Settings, announce: Callable[[str], None] = lambda me
     announce(f"starting the local demo LLM ({settings.llm.model}, vLLM on CPU); this takes about a minute")
     with server:
         announce(f"LLM ready at {server.url}")
+        if supervisor is not None:
+            supervisor.watch(server, server.serves_model)
         yield server.url
