@@ -1,13 +1,14 @@
 """Every regular expression that runs over what users and documents send runs in linear time.
 
-The patterns are found where they live: each module-level compiled pattern in bot/, actions/
-and channels/ (a module is imported when its source compiles one), and the redaction patterns
-bot.yml starts with (``DEFAULT_REDACTIONS``). A pattern added there is tested without being
-listed here. Each meets hostile input built from runs of letters, digits, dots, "@", spaces,
-"-", CJK and line breaks, and from its own characters and words (alone, repeated, paired, or
-opening a long run): all of them at 4 KB, the three slowest at 64 KB, 250 KB and 1 MB. The
-CPU time at 1 MB is bounded (2 s, for a slow CI machine) and so is its growth from 250 KB
-(under 8x: a quadratic pattern grows 16x), which fails a quadratic pattern on a fast machine too.
+The patterns are found where they live: each module-level compiled pattern in bot/, actions/,
+channels/ and rasa_sdk_plugins/ (a module is imported when its source compiles one), and the
+redaction patterns bot.yml starts with (``DEFAULT_REDACTIONS``). A pattern added there is
+tested without being listed here. Each meets hostile input built from runs of letters,
+digits, dots, "@", spaces, "-", CJK and line breaks, and from its own characters and words
+(alone, repeated, paired, or opening a long run): all of them at 4 KB, the three slowest at
+64 KB, 250 KB and 1 MB. The CPU time at 1 MB is bounded (2 s, for a slow CI machine) and so is
+its growth from 250 KB (under 8x: a quadratic pattern grows 16x), which fails a quadratic
+pattern on a fast machine too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bot.config import DEFAULT_REDACTIONS
 from bot.traces.redact import OVERLAP, WINDOW, Redactor
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("bot", "actions", "channels")
+PACKAGES = ("bot", "actions", "channels", "rasa_sdk_plugins")
 #: Patterns that only ever see the operator's own files, never a user's or a document's text.
 TRUSTED = {
     "bot.config._ENV_PATTERN": "${VAR} in bot.yml and endpoints.yml",
@@ -74,7 +75,9 @@ def hostile_inputs(pattern: re.Pattern[str]) -> dict[str, Callable[[int], str]]:
         inputs[f"{piece!r} repeated, then x"] = lambda size, p=piece: _fill(p, size - 1) + "x"
         for other in ("a", "1", " "):
             inputs[f"({piece!r} {other!r}) repeated"] = lambda size, p=piece, o=other: _fill(p + o, size)
-            inputs[f"{piece!r}, then a {other!r} run, then x"] = lambda size, p=piece, o=other: p + o * (size - len(p) - 1) + "x"
+            inputs[f"{piece!r}, then a {other!r} run, then x"] = (
+                lambda size, p=piece, o=other: p + o * (size - len(p) - 1) + "x"
+            )
     return inputs
 
 
