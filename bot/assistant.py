@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from contextlib import ExitStack, contextmanager
@@ -36,6 +37,7 @@ __all__ = [
     "action_server",
     "assistant_services",
     "engine_ready",
+    "listen",
     "ingest_if_changed",
     "model_path",
     "rasa_command",
@@ -174,15 +176,44 @@ def engine_ready(port: int) -> Callable[[httpx.Client], bool]:
     return check
 
 
-def rasa_server(settings: Settings, *, port: int, model: Path | None = None, endpoints: Path | None = None) -> ManagedProcess:
-    """``rasa run`` with the channels in ``credentials.yml`` (REST, socket.io), not yet started."""
-    command = rasa_command(
+def rasa_server(
+    settings: Settings,
+    *,
+    port: int,
+    model: Path | None = None,
+    endpoints: Path | None = None,
+    listener: socket.socket | None = None,
+) -> ManagedProcess:
+    """``rasa run`` with the channels in ``credentials.yml`` (REST, socket.io), not yet started.
+
+    With ``listener`` (a socket listening on ``port``, see :func:`listen`) Rasa serves on it
+    (``bot.rasa_run``): it stays open while Rasa restarts, so messages wait instead of being refused.
+    """
+    arguments = [
         "run", "--model", str(model or model_path(settings.root)), "--port", str(port),
         "--credentials", "credentials.yml", "--endpoints", str(endpoints or "endpoints.yml"), "--cors", "*",
-    )  # fmt: skip
+    ]  # fmt: skip
+    if listener is None:
+        command, fds = rasa_command(*arguments), ()
+    else:
+        command = [sys.executable, "-m", "bot.rasa_run", "--listen-fd", str(listener.fileno()), *arguments]
+        fds = (listener.fileno(),)
     return ManagedProcess(
-        "Rasa server", command, log_path=settings.data_dir / "rasa.log", env=rasa_environment(settings), cwd=settings.root
+        "Rasa server",
+        command,
+        log_path=settings.data_dir / "rasa.log",
+        env=rasa_environment(settings),
+        cwd=settings.root,
+        pass_fds=fds,
     )
+
+
+def listen(port: int, host: str = "0.0.0.0") -> socket.socket:
+    """A socket listening on ``host:port`` for :func:`rasa_server` (a queue of 1,024 connections)."""
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on port {port}: {exc} (is another bot or rasa run using it?)") from exc
 
 
 def rasa_ready(port: int) -> Callable[[httpx.Client], bool]:

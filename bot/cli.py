@@ -362,13 +362,14 @@ def serve(ctx, port, no_llm):
 
     Prepares and starts everything as `bot chat` does, then `rasa run` instead of the shell.
     A server that dies (rasa run, the action server, the local LLM) is restarted after 1 s,
-    then 2, 4, ... up to 60 s while it keeps dying; the others keep serving.
+    then 2, 4, ... up to 60 s while it keeps dying; the others keep serving. The port stays
+    open meanwhile: a message sent while rasa run restarts waits for it instead of being refused.
     """
-    from bot.assistant import action_port, assistant_services, rasa_ready, rasa_server
+    from bot.assistant import action_port, assistant_services, listen, rasa_ready, rasa_server
 
     settings = load_settings(ctx.obj["root"])
-    with assistant_services(settings, use_llm=not no_llm, announce=_announce) as supervisor:
-        server = rasa_server(settings, port=port)
+    with assistant_services(settings, use_llm=not no_llm, announce=_announce) as supervisor, listen(port) as listener:
+        server = rasa_server(settings, port=port, listener=listener)  # a restarted Rasa serves the same socket
         server.start()
         try:
             server.wait_ready(rasa_ready(port), timeout=300)

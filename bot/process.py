@@ -38,9 +38,11 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         error: type[ServiceError] = ServiceError,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.name, self.command, self.log_path = name, list(command), Path(log_path)
         self.env, self.cwd, self.error = dict(env) if env is not None else None, cwd, error
+        self.pass_fds = tuple(pass_fds)  # file descriptors the child inherits (a listening socket)
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._started_at: float | None = None
@@ -73,6 +75,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
+                pass_fds=self.pass_fds,
                 start_new_session=True,  # its own group: stop() also ends the processes it spawned
             )
         except OSError as exc:
