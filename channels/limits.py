@@ -25,7 +25,14 @@ from bot.config import load_settings
 from bot.doors import refusal, refusal_body
 from bot.ratelimit import RateLimiter
 
-__all__ = ["ChannelLimits", "Refusal", "channel_limits", "limit_request_bodies", "valid_conversation_id"]
+__all__ = [
+    "ChannelLimits",
+    "Refusal",
+    "channel_limits",
+    "close_if_body_unread",
+    "limit_request_bodies",
+    "valid_conversation_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +51,10 @@ REASONS = {
         "en": f'"session_id" must be a non-empty string of at most {MAX_SENDER_CHARS} characters',
         "zh": f"“session_id”必须是非空字符串，最多 {MAX_SENDER_CHARS} 个字符",
     },
-    "message": {"en": '"message" must be a string of valid Unicode', "zh": "“message”必须是有效 Unicode 字符串"},
+    "message": {
+        "en": '"message" must be a string of valid Unicode',
+        "zh": "“message”必须是有效 Unicode 字符串",
+    },
     "metadata": {"en": '"metadata" must be a JSON object', "zh": "“metadata”必须是 JSON 对象"},
 }
 
@@ -170,11 +180,14 @@ def channel_limits() -> ChannelLimits:
 
 def limit_request_bodies(app: Any, _loop: Any = None) -> None:
     """A ``before_server_start`` listener: lower Sanic's ``REQUEST_MAX_SIZE`` (100 MB) to
-    ``serving.max_body_kb``, so that no route of ``rasa run`` reads a larger body at all.
+    ``serving.max_body_kb``, so that no route of ``rasa run`` reads a larger body at all, and
+    close the connection after a response to a body left unread (:func:`close_if_body_unread`).
 
-    Not when Rasa's HTTP API is on (``rasa run --enable-api``): its model upload and training
-    routes take large bodies. Then only the channels' own checks hold (the REST webhook reads at
-    most the limit; engine.io refuses larger socket.io payloads, after Sanic has read them)."""
+    Not the size when Rasa's HTTP API is on (``rasa run --enable-api``): its model upload and
+    training routes take large bodies. Then only the channels' own checks hold (the REST webhook
+    reads at most the limit; engine.io refuses larger socket.io payloads, after Sanic has read
+    them)."""
+    app.register_middleware(close_if_body_unread, "response")
     limit = channel_limits().max_body_bytes
     if any(route.path == "model/parse" for route in app.router.routes):
         logger.warning(
@@ -182,6 +195,18 @@ def limit_request_bodies(app: Any, _loop: Any = None) -> None:
             app.config.REQUEST_MAX_SIZE,
             limit,
         )
-        return
-    if app.config.REQUEST_MAX_SIZE > limit:
+    elif app.config.REQUEST_MAX_SIZE > limit:
         app.config.REQUEST_MAX_SIZE = limit
+
+
+def close_if_body_unread(request: Any, response: Any) -> None:
+    """A response middleware: ``Connection: close`` on a response sent before a body that Sanic
+    will not read to its end (over the size limit, or chunked). Sanic closes the connection
+    after such a response anyway; said as keep-alive, a client would send its next request on
+    it and be reset."""
+    stream = request.stream
+    if stream is None or not stream.request_body:
+        return
+    limit = min(stream.request_max_size, stream.protocol.request_max_size)
+    if stream.request_body == "chunked" or stream.request_bytes > limit:
+        stream.keep_alive = False

@@ -90,7 +90,8 @@ async def _admit(request: Request, limits: ChannelLimits) -> HTTPResponse | tupl
     over_rate = limits.client(request.ip)  # every request counts; answered in the message's language
     body = await _read_body(request, limits.max_body_bytes)
     if body is None:
-        request.stream.request_max_size = limits.max_body_bytes  # Sanic drops the rest and closes
+        request.stream.request_max_size = limits.max_body_bytes  # Sanic reads no more of it ...
+        request.stream.keep_alive = False  # ... and closes the connection, as the response says
         return _refuse(request, limits.too_large())
     payload = _parse(body)
     text = payload.get("message") if isinstance(payload, dict) else None

@@ -26,14 +26,13 @@ it changes in Rasa's :class:`~rasa.core.channels.socketio.SocketIOInput`:
   "utter_..."}`` (``response`` is null for text an action wrote itself), not one event per
   paragraph. The widget knows by it which reply confirms that the history was cleared, and
   drops what the turns before it still send.
-
 - **Doors** (:mod:`channels.limits`): engine.io refuses payloads over ``serving.max_body_kb``
-  (and Sanic reads no larger body at all); a ``user_uttered`` message that is malformed (not
-  an object, a non-string message, no session id), over ``generation.max_question_chars``, or
-  over the rates of ``serving.conversation_per_minute`` (a session) or
-  ``serving.client_per_minute`` (a client address) is answered on the sender's socket with a
-  ``bot_uttered`` ``{"text": plain sentence, "error": key, "response": null}`` in its language,
-  and never reaches the bot; a handler never raises.
+  (without Rasa's HTTP API, Sanic reads no larger body at all). A ``user_uttered`` message
+  that is malformed (not an object, a non-string message, no session id), over
+  ``generation.max_question_chars``, or over the rates of ``serving.conversation_per_minute``
+  (a session) or ``serving.client_per_minute`` (a client address) never reaches the bot: the
+  sender's socket gets a ``bot_uttered`` ``{"text": plain sentence, "error": key, "response":
+  null}`` in its language. A handler never raises.
 
 Websockets do not work on this stack (Sanic 21.12's websocket on Python 3.11: "Passing
 coroutines is forbidden"): clients use long-polling (the widget does by default).
