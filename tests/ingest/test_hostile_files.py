@@ -236,12 +236,23 @@ def hostile_project(tmp_path_factory) -> Path:
     return root
 
 
+#: Runs the command after it and prints, as its last line on stderr, the peak RSS (KiB) of the
+#: largest process of the command's tree, from the kernel. A process forked from pytest itself
+#: would start with pytest's pages counted in its peak (Linux keeps the peak across exec).
+LAUNCHER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
+
+
 def run_measured(args: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, int, int, float]:
     """Run a command alone; its output, its peak RSS (the largest process of its tree, from the
     kernel) and the peak of its whole tree's RSS summed (polled), both in bytes, and seconds."""
     started = time.monotonic()
     with open(os.devnull, "rb") as stdin:
-        process = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
     output: dict[str, bytes] = {}
     readers = [
         threading.Thread(target=lambda name=name, pipe=pipe: output.__setitem__(name, pipe.read()))
@@ -251,7 +262,7 @@ def run_measured(args: list[str], timeout: float) -> tuple[subprocess.CompletedP
         reader.start()
     tree_peak = 0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() - started > timeout:
@@ -262,8 +273,9 @@ def run_measured(args: list[str], timeout: float) -> tuple[subprocess.CompletedP
     process.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
-    done = subprocess.CompletedProcess(args, process.returncode, output["stdout"].decode(), output["stderr"].decode())
-    return done, usage.ru_maxrss * 1024, tree_peak, time.monotonic() - started
+    stderr, _, peak_kib = output["stderr"].decode().rstrip("\n").rpartition("\n")
+    done = subprocess.CompletedProcess(args, process.returncode, output["stdout"].decode(), stderr)
+    return done, int(peak_kib) * 1024, tree_peak, time.monotonic() - started
 
 
 def tree_rss(pid: int) -> int:
