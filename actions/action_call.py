@@ -12,7 +12,9 @@ import json
 import zlib
 from typing import Any
 
-__all__ = ["TooLarge", "parse_action_call", "problem", "valid_text"]
+from bot.doors import valid_text
+
+__all__ = ["TooLarge", "parse_action_call", "problem"]
 
 
 class TooLarge(ValueError):
@@ -78,14 +80,3 @@ def _message_problem(message: dict) -> str | None:
 
 def _optional(value: Any, kind: type) -> bool:
     return value is None or isinstance(value, kind)
-
-
-def valid_text(value: object) -> bool:
-    """Whether ``value`` is a string of valid Unicode (a lone surrogate from a ``\\ud800`` escape is not)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

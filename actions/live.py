@@ -39,10 +39,10 @@ from sanic.request import Request
 from sanic.response import empty, file, json as json_response
 
 from actions import runtime
-from actions.action_call import valid_text
 from actions.doors import CORS, Refused, doors_of
 from actions.streams import hub
 from bot.config import find_project_root
+from bot.doors import valid_text
 from bot.errors import UnknownTurnError
 
 __all__ = ["attach", "widget_dir", "widget_file"]

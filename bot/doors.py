@@ -13,7 +13,7 @@ from typing import Mapping
 from bot.lang import detect_language
 from bot.llm.prompts import Prompts
 
-__all__ = ["refusal", "refusal_body", "sender_language"]
+__all__ = ["refusal", "refusal_body", "sender_language", "valid_text"]
 
 #: How much of a message is looked at to tell its language (detection is linear in it).
 _LANGUAGE_SAMPLE = 2000
@@ -37,6 +37,18 @@ def sender_language(text: object = None, headers: Mapping[str, str] | None = Non
         return detect_language(text[:_LANGUAGE_SAMPLE])
     accept = (headers or {}).get("accept-language", "") or ""
     return "zh" if accept.strip().lower().startswith("zh") else "en"
+
+
+def valid_text(value: object) -> bool:
+    """Whether ``value`` is a string of valid Unicode: JSON's ``\\ud800`` decodes to a lone
+    surrogate, which fails later and elsewhere (encoding, SQL, Rasa) unless refused at the door."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=8)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bot.config import load_settings
-from bot.doors import refusal, refusal_body
+from bot.doors import refusal, refusal_body, valid_text
 from bot.ratelimit import RateLimiter
 
 __all__ = [
@@ -128,7 +128,7 @@ class ChannelLimits:
 
     def message(self, text: object) -> Refusal | None:
         """A message that is not a string (400) or is over ``max_message_chars`` (413)."""
-        if not _is_unicode(text):
+        if not valid_text(text):
             return self.bad_request("message")
         if len(text) > self.max_message_chars:
             return self._refusal(413, "question_too_long", length=len(text), limit=self.max_message_chars)
@@ -149,19 +149,7 @@ class ChannelLimits:
 
 def valid_conversation_id(value: object) -> bool:
     """A non-empty string of at most :data:`MAX_SENDER_CHARS` characters."""
-    return _is_unicode(value) and bool(value.strip()) and len(value) <= MAX_SENDER_CHARS
-
-
-def _is_unicode(value: object) -> bool:
-    """A string that is valid Unicode (JSON's ``\\ud800`` decodes to a lone surrogate, which
-    Rasa fails on later, silently)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return valid_text(value) and bool(value.strip()) and len(value) <= MAX_SENDER_CHARS
 
 
 @lru_cache(maxsize=1)
