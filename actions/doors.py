@@ -87,7 +87,7 @@ class Doors:
     """The action server's settings and state at its doors."""
 
     serving: ServingSettings
-    token: str | None  # serving.action_token, else BOT_ACTION_TOKEN (None: /webhook is open)
+    token: str | None  # serving.action_token (None: /webhook is open)
     prompts_dir: Path | None
     keys: ConversationKeys
     clients: RateLimiter
@@ -96,12 +96,11 @@ class Doors:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Doors":
         serving = settings.serving
-        token = serving.action_token or os.environ.get("BOT_ACTION_TOKEN") or None
         return cls(
             serving=serving,
-            token=token,
+            token=serving.action_token,
             prompts_dir=settings.generation.prompts_dir,
-            keys=ConversationKeys.from_token(token),
+            keys=ConversationKeys.from_token(serving.action_token),
             clients=RateLimiter(serving.client_per_minute),
             conversations=RateLimiter(serving.conversation_per_minute),
         )

@@ -78,7 +78,7 @@ def action_token(settings: Settings) -> str:
     """The token Rasa sends to the action server (endpoints.yml ``action_endpoint.token``):
     bot.yml's ``serving.action_token`` (``BOT_ACTION_TOKEN``) when set, else one made once for
     this process, so that the Rasa and action servers it starts share it."""
-    return settings.serving.action_token or os.environ.get("BOT_ACTION_TOKEN") or _process_token()
+    return settings.serving.action_token or _process_token()
 
 
 @functools.lru_cache(maxsize=1)

@@ -321,7 +321,10 @@ def load_settings(root: Path | None = None) -> Settings:
                 ServingSettings,
                 engine.get("serving") or {},
                 "bot.yml: serving",
-                action_token=(engine.get("serving") or {}).get("action_token") or None,
+                # Rasa's variable, also when bot.yml names no token (endpoints.yml action_endpoint.token)
+                action_token=(engine.get("serving") or {}).get("action_token")
+                or os.environ.get("BOT_ACTION_TOKEN")
+                or None,
             ),
         )
     except TypeError as exc:  # an unknown key reached a dataclass
