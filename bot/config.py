@@ -37,6 +37,8 @@ __all__ = [
     "LocalLLMSettings",
     "TraceSettings",
     "ServingSettings",
+    "GuardSettings",
+    "ModerationSettings",
     "DEFAULT_REDACTIONS",
     "ROUTES",
     "load_settings",
@@ -237,6 +239,34 @@ class ServingSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class GuardSettings:
+    """Guardrails (bot/guard): attacks and sensitive topics kept from the LLM, answers checked
+    against their passages. A lexicon left unset is the built-in one (bot/guard/lexicon/)."""
+
+    enabled: bool = True
+    input_lexicon: Path | None = None  # attacks: injection, role override, prompt leaks, secrets
+    sensitive_lexicon: Path | None = None  # sensitive topics, their canned responses, item topics
+    output_lexicon: Path | None = None  # product names and claims answers must find in their passages
+    #: Knowledge items' ``topic`` metadata that gets a canned response instead of the LLM...
+    sensitive_topics: tuple[str, ...] = ("refund", "billing", "account", "security")
+    topic_hits: int = 2  # ...when each of this many best hits carries one
+    check_output: bool = True  # every number, amount, e-mail, URL and name of an answer in a cited passage
+    report_instructions: bool = True  # bot ingest lists documents with instruction-like phrases
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModerationSettings:
+    """A moderation model behind an OpenAI-compatible chat endpoint (a Llama-Guard-style model
+    served by vLLM), in ``endpoints.yml``. No ``url``: off."""
+
+    url: str | None = None
+    model: str = "llama-guard"
+    api_key: str | None = None
+    timeout: float = 5.0
+    on_error: str = "allow"  # allow: a failing server lets messages through to the other layers | block
+
+
+@dataclass(frozen=True, kw_only=True)
 class LocalLLMSettings:
     """The demo vLLM server the bot starts when ``endpoints.yml`` has no ``llm.url``."""
 
@@ -266,6 +296,8 @@ class Settings:
     local_llm: LocalLLMSettings = LocalLLMSettings()
     traces: TraceSettings = TraceSettings()
     serving: ServingSettings = ServingSettings()
+    guard: GuardSettings = GuardSettings()
+    moderation: ModerationSettings = ModerationSettings()
 
     @property
     def config_file(self) -> Path:
@@ -326,6 +358,8 @@ def load_settings(root: Path | None = None) -> Settings:
                 or os.environ.get("BOT_ACTION_TOKEN")
                 or None,
             ),
+            guard=_guard(engine.get("guard") or {}, root),
+            moderation=_moderation(endpoints.get("moderation") or {}),
         )
     except TypeError as exc:  # an unknown key reached a dataclass
         raise ConfigError(f"invalid setting: {exc}") from exc
@@ -333,7 +367,7 @@ def load_settings(root: Path | None = None) -> Settings:
 
 #: The sections of endpoints.yml the engine reads; Rasa's own (action_endpoint, tracker_store, ...)
 #: are Rasa's to expand, so a ``${VAR}`` only Rasa needs (BOT_ACTION_TOKEN) may be unset here.
-ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm")
+ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm", "moderation")
 
 
 def _read_yaml(path: Path, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -529,6 +563,35 @@ def _generation(values: dict[str, Any], root: Path) -> GenerationSettings:
         raise ConfigError(f"bot.yml: generation.rewrite is {settings.rewrite!r}; use referring or always")
     if settings.max_answer_tokens >= settings.max_context_tokens:
         raise ConfigError("bot.yml: generation.max_answer_tokens must be below max_context_tokens")
+    return settings
+
+
+def _guard(values: dict[str, Any], root: Path) -> GuardSettings:
+    topics = values.get("sensitive_topics", GuardSettings().sensitive_topics)
+    if isinstance(topics, str) or not all(isinstance(t, str) for t in topics or ()):
+        raise ConfigError("bot.yml: guard.sensitive_topics must be a list of topic names")
+    settings = _build(
+        GuardSettings,
+        values,
+        "bot.yml: guard",
+        sensitive_topics=tuple(topics or ()),
+        **{name: _path(values.get(name), root) for name in ("input_lexicon", "sensitive_lexicon", "output_lexicon")},
+    )
+    if settings.topic_hits < 1:
+        raise ConfigError("bot.yml: guard.topic_hits must be 1 or more")
+    return settings
+
+
+def _moderation(values: dict[str, Any]) -> ModerationSettings:
+    settings = _build(
+        ModerationSettings,
+        values,
+        "endpoints.yml: moderation",
+        url=(values.get("url") or "").rstrip("/") or None,
+        api_key=values.get("api_key") or None,
+    )
+    if settings.on_error not in ("allow", "block"):
+        raise ConfigError(f"endpoints.yml: moderation.on_error is {settings.on_error!r}; use allow or block")
     return settings
 
 
