@@ -15,11 +15,14 @@ from actions.streams import AnswerSink, HubSink
 from actions.tracing import trace_canned, turn_context
 from bot.errors import BotError
 from bot.generate import Answer, TextDelta
+from bot.guard import GuardVerdict
 from bot.lang import detect_language
 from bot.llm.prompts import Prompts
 from bot.store.base import OrMissing
 
-__all__ = ["ActionAnswerFromKnowledge", "product_filters", "sensitive_guess", "SENSITIVE_RESPONSES"]
+__all__ = [
+    "ActionAnswerFromKnowledge", "product_filters", "sensitive_guess", "nlu_verdict", "response_text", "SENSITIVE_RESPONSES",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +30,14 @@ logger = logging.getLogger(__name__)
 ALL_PRODUCTS = "all"
 
 #: Sensitive intents (data/rules.yml) and their canned responses. A message NLU was unsure
-#: about (nlu_fallback) whose best guess is one of these gets the canned response, not the LLM.
+#: about (nlu_fallback) whose best guess is one of these gets the canned response, not the LLM;
+#: so does a guessed ``prompt_attack`` (the guard's response).
 SENSITIVE_RESPONSES = {
     "refund_request": "utter_refund_request",
     "account_security": "utter_account_security",
     "billing_dispute": "utter_billing_dispute",
     "legal_compliance": "utter_legal_compliance",
+    "prompt_attack": "utter_prompt_attack",
 }
 
 
@@ -61,11 +66,6 @@ class ActionAnswerFromKnowledge(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         question = (tracker.latest_message.get("text") or "").strip()
         language = tracker.get_slot("language") or detect_language(question)
-        sensitive = sensitive_guess(tracker.latest_message)
-        if sensitive:
-            dispatcher.utter_message(response=SENSITIVE_RESPONSES[sensitive])
-            await trace_canned(tracker, SENSITIVE_RESPONSES[sensitive])
-            return []
         try:
             engine = await get_engine()
         except Exception as exc:  # the user hears it plainly; the cause goes to the log
@@ -77,6 +77,15 @@ class ActionAnswerFromKnowledge(Action):
         if len(question) > limit:
             text = messages.message("question_too_long", language).format(length=len(question), limit=limit)
             dispatcher.utter_message(text=text)
+            return []
+        # The guards before retrieval and any LLM call: an attack, then a sensitive topic by its
+        # words, then NLU's own unsure guess of a sensitive intent, then the moderation model.
+        verdict = engine.guard.screen_text(question) or nlu_verdict(tracker.latest_message)
+        if verdict is None:
+            verdict = await engine.guard.screen(question)
+        if verdict is not None:  # history and slots stay as they are; no form opens
+            dispatcher.utter_message(response=verdict.response)
+            await trace_canned(tracker, verdict.response, guard=verdict)
             return []
         history = tracker.get_slot("kb_history") or []
         context = turn_context(tracker)
@@ -90,6 +99,7 @@ class ActionAnswerFromKnowledge(Action):
                 history=history,
                 scope=product_filters(tracker.get_slot("product")),
                 context=context,
+                screen_topics=True,
             )
         except Exception as exc:
             logger.error("knowledge turn failed: %s", exc, exc_info=not isinstance(exc, BotError))
@@ -98,6 +108,12 @@ class ActionAnswerFromKnowledge(Action):
             if not delivered:
                 dispatcher.utter_message(text=text)
             return []
+        if answer.guard is not None and answer.guard.response:  # the retrieved items' topic is sensitive
+            text = response_text(domain, answer.guard.response, language)
+            await _each(sinks, "done", {**_structured(answer), "text": text})
+            if not delivered:
+                dispatcher.utter_message(response=answer.guard.response)
+            return [SlotSet("kb_turn_id", answer.turn_id)]
         text = "\n\n".join(part for part in (answer.text, engine.generator.sources_block(answer)) if part)
         structured = _structured(answer)
         await _each(sinks, "done", {**structured, "text": text})
@@ -107,6 +123,29 @@ class ActionAnswerFromKnowledge(Action):
         turns = engine.settings.generation.history_turns
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
         return [SlotSet("kb_history", history[-2 * turns :]), SlotSet("kb_turn_id", answer.turn_id)]
+
+
+def nlu_verdict(latest_message: dict) -> GuardVerdict | None:
+    """NLU's best real intent when it is a sensitive one (the turn fell back as unsure), as a verdict."""
+    intent = sensitive_guess(latest_message)
+    if intent is None:
+        return None
+    decision = "attack" if intent == "prompt_attack" else "sensitive"
+    return GuardVerdict(decision, "nlu", intent, "NLU's best guess below the fallback threshold", SENSITIVE_RESPONSES[intent])
+
+
+def response_text(domain: dict, name: str, language: str) -> str:
+    """The text of the domain response ``name`` for ``language`` (its variant conditioned on the
+    ``language`` slot, else the unconditioned one), for sinks that show the final text themselves."""
+    variants = (domain.get("responses") or {}).get(name) or []
+    fallback = ""
+    for variant in variants:
+        conditions = variant.get("condition") or []
+        if not conditions:
+            fallback = fallback or variant.get("text", "")
+        elif all(c.get("name") == "language" and c.get("value") == language for c in conditions):
+            return variant.get("text", "")
+    return fallback
 
 
 def answer_sinks(tracker: Tracker) -> list[AnswerSink]:

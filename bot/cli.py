@@ -499,11 +499,12 @@ def traces() -> None:
 @click.option("--until", type=_Moment(end=True), default=None, help="Before DATE (a bare date includes that day).")
 @click.option("--conversation", default=None, metavar="ID", help="One conversation (sender id).")
 @click.option("--text", default=None, metavar="S", help="Questions containing S.")
+@click.option("--guard", type=click.Choice(["attack", "sensitive", "downgraded", "any", "none"]), default=None, help="The guard's decision: an attack or a sensitive message given a canned response, an answer downgraded to its sources; any of them, or none.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, metavar="N", help="Newest N turns.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (full turn ids, times in UTC).")
 @click.pass_context
 @_clean_errors
-def traces_list(ctx, level, kind, intent, feedback, labelled, max_score, since, until, conversation, text, limit, as_json):
+def traces_list(ctx, level, kind, intent, feedback, labelled, max_score, since, until, conversation, text, guard, limit, as_json):
     """List traced turns, newest first: time (local), turn id, kind, level, score, feedback,
     verdict and question."""
     from bot.traces import TurnFilter, list_turns
@@ -512,7 +513,7 @@ def traces_list(ctx, level, kind, intent, feedback, labelled, max_score, since, 
     _, sql = _sql(ctx)
     where = TurnFilter(
         level=level, kind=kind, intent=intent, feedback=feedback, labelled=labelled, max_score=max_score,
-        since=since, until=until, conversation_id=conversation, text=text,
+        since=since, until=until, conversation_id=conversation, text=text, guard=guard,
     )
     rows = list_turns(sql, where, limit=limit)
     if as_json:

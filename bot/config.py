@@ -28,6 +28,7 @@ __all__ = [
     "EmbeddingSettings",
     "RetrievalSettings",
     "RerankSettings",
+    "RerankServerSettings",
     "DecisionSettings",
     "Thresholds",
     "StoreSettings",
@@ -122,6 +123,21 @@ class RerankSettings:
     enabled: bool = False
     model_path: Path | None = None
     top_n: int = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankServerSettings:
+    """A cross-encoder behind an OpenAI-compatible server (vLLM's ``/rerank``), in ``endpoints.yml``.
+
+    With a ``url`` (and ``bot.yml: rerank.enabled``) it replaces the local model; a server that
+    fails is skipped (no rerank) and asked again after ``retry_after`` seconds."""
+
+    url: str | None = None
+    model: str = "bge-reranker-v2-m3"
+    api_key: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    retry_after: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,6 +304,7 @@ class Settings:
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     rerank: RerankSettings = RerankSettings()
+    rerank_server: RerankServerSettings = RerankServerSettings()
     decision: DecisionSettings = DecisionSettings()
     store: StoreSettings = StoreSettings()
     sql: SqlSettings = SqlSettings()
@@ -337,6 +354,7 @@ def load_settings(root: Path | None = None) -> Settings:
             embedding=_embedding(engine.get("embedding", {}), root),
             retrieval=_retrieval(engine.get("retrieval", {})),
             rerank=_rerank(engine.get("rerank", {}), root),
+            rerank_server=_rerank_server(endpoints.get("rerank") or {}),
             decision=_decision(engine.get("decision", {})),
             store=_store(endpoints.get("knowledge_store") or {}, root),
             sql=_build(SqlSettings, endpoints.get("sql") or {}, "endpoints.yml: sql"),
@@ -367,7 +385,7 @@ def load_settings(root: Path | None = None) -> Settings:
 
 #: The sections of endpoints.yml the engine reads; Rasa's own (action_endpoint, tracker_store, ...)
 #: are Rasa's to expand, so a ``${VAR}`` only Rasa needs (BOT_ACTION_TOKEN) may be unset here.
-ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm", "moderation")
+ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm", "moderation", "rerank")
 
 
 def _read_yaml(path: Path, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -501,6 +519,16 @@ def _retrieval(values: dict[str, Any]) -> RetrievalSettings:
 def _rerank(values: dict[str, Any], root: Path) -> RerankSettings:
     return _build(
         RerankSettings, values, "bot.yml: rerank", model_path=_path(values.get("model_path"), root)
+    )
+
+
+def _rerank_server(values: dict[str, Any]) -> RerankServerSettings:
+    return _build(
+        RerankServerSettings,
+        values,
+        "endpoints.yml: rerank",
+        url=(values.get("url") or "").rstrip("/") or None,
+        api_key=values.get("api_key") or None,
     )
 
 

@@ -25,6 +25,7 @@ from bot.embed import DenseEncoder, SparseEncoder, build_encoders
 from bot.errors import UnknownTurnError
 from bot.feedback import RecentTurns
 from bot.generate import Answer, AnswerDone, Event, Generator
+from bot.guard import Guard, GuardVerdict
 from bot.ingest.documents import Chunk
 from bot.ingest.manifest import Manifest
 from bot.ingest.pipeline import IngestReport, Ingestor
@@ -98,11 +99,9 @@ class Engine:
 
     @cached_property
     def retriever(self) -> Retriever:
-        reranker = None
-        if self.settings.rerank.enabled:
-            from bot.rerank import Reranker
+        from bot.rerank import build_reranker
 
-            reranker = Reranker(self.settings.rerank.model_path)
+        reranker = build_reranker(self.settings)
         dense, sparse = self.encoders
         return Retriever(
             self.store,
@@ -126,7 +125,19 @@ class Engine:
     @cached_property
     def generator(self) -> Generator:
         generation = self.settings.generation
-        return Generator(self.llm, self.prompts, TokenCounter(generation.tokenizer_path), generation)
+        checks = self.settings.guard
+        return Generator(
+            self.llm,
+            self.prompts,
+            TokenCounter(generation.tokenizer_path),
+            generation,
+            output_guard=self.guard.output if checks.enabled and checks.check_output else None,
+        )
+
+    @cached_property
+    def guard(self) -> Guard:
+        """The guardrails (``bot.yml: guard``, ``endpoints.yml: moderation``); lexicons checked on first use."""
+        return Guard.from_settings(self.settings)
 
     @cached_property
     def rewriter(self) -> QueryRewriter:
@@ -138,8 +149,15 @@ class Engine:
     ) -> IngestReport:
         """Bring the collection in line with ``paths`` (default: ``ingest.paths``)."""
         dense, sparse = self.encoders
+        checks = self.settings.guard
         ingestor = Ingestor(
-            self.store, self.manifest, dense, sparse, self.settings.ingest, self.settings.root
+            self.store,
+            self.manifest,
+            dense,
+            sparse,
+            self.settings.ingest,
+            self.settings.root,
+            instructions=self.guard.instruction_like if checks.enabled and checks.report_instructions else None,
         )
         if rebuild:
             ingestor.rebuild()
@@ -187,6 +205,7 @@ class Engine:
         filters: Mapping[str, FilterValue] | None = None,
         scope: Mapping[str, FilterValue] | None = None,
         context: TurnContext | None = None,
+        screen_topics: bool = False,
     ) -> AsyncIterator[Event]:
         """One knowledge turn: rewrite (with history), retrieve, decide, generate.
 
@@ -195,7 +214,9 @@ class Engine:
         always apply; ``scope`` (e.g. the product the user talks about) applies unless the
         question is not answerable within it but is without it (``Answer.widened`` says so).
         The finished turn is traced under ``context`` (who asked, where; default: a CLI turn),
-        and ``Answer.turn_id`` names its trace.
+        and ``Answer.turn_id`` names its trace. With ``screen_topics``, a question whose best
+        hits are items of a sensitive topic (``guard.sensitive_topics``) is not generated:
+        ``Answer.guard`` names the canned response to give instead (the knowledge action does).
         """
         context = context or TurnContext()
         timings: dict[str, float] = {}
@@ -214,7 +235,12 @@ class Engine:
             if wider_decision.level.rank > decision.level.rank:
                 retrieval, decision, widened = wider, wider_decision, True
         language = detect_language(question)
-        async for event in self.generator.stream(question, retrieval, decision, language=language, query=query):
+        verdict = self.guard.screen_hits(retrieval.hits) if screen_topics and decision.level.rank else None
+        if verdict is None:
+            events = self.generator.stream(question, retrieval, decision, language=language, query=query)
+        else:
+            events = _guarded(Answer(question, query, language, decision, decision.level, guard=verdict))
+        async for event in events:
             if isinstance(event, AnswerDone):
                 answer = event.answer
                 answer.widened = widened
@@ -293,3 +319,8 @@ class Engine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+async def _guarded(answer: Answer) -> AsyncIterator[Event]:
+    """A turn the sensitive guard took from the LLM: no text, only its verdict."""
+    yield AnswerDone(answer)

@@ -9,6 +9,7 @@
     ├── ManifestError        the SQL manifest cannot be read or written
     ├── PromptError          a prompt template is missing or uses an undefined variable
     ├── UnknownTurnError     feedback names a turn that is not one of its conversation's
+    ├── RerankError          the reranker server gave no scores; retrieval goes on without rerank
     └── LLMError             the LLM server could not give an answer
         ├── LLMUnreachableError     nothing answers at the URL (after retries)
         ├── LLMTimeoutError         connected, but no answer in time
@@ -30,6 +31,7 @@ __all__ = [
     "ManifestError",
     "PromptError",
     "UnknownTurnError",
+    "RerankError",
     "LLMError",
     "LLMUnreachableError",
     "LLMTimeoutError",
@@ -83,6 +85,11 @@ class PromptError(BotError):
 
 class UnknownTurnError(BotError):
     """Feedback names a turn that does not exist or belongs to another conversation."""
+
+
+class RerankError(BotError):
+    """The reranker server gave no usable scores (unreachable, timeout, error status, malformed
+    reply); the message is short and safe to show in a trace."""
 
 
 class LLMError(BotError):

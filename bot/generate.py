@@ -6,6 +6,8 @@
 - sources_only: the best sources, no LLM call.
 - refuse: a polite refusal that says what the bot can answer.
 - The LLM unreachable or timing out: the sources-only answer with a plain notice.
+- An answer asserting a number, amount, e-mail, URL, name or claim that no cited passage holds
+  (the output guard, ``bot/guard/output.py``): the sources-only answer with a plain notice.
 
     generator = Generator(client, prompts, counter, settings.generation)
     async for event in generator.stream(question, retrieval, decision, language="en"):
@@ -23,6 +25,7 @@ from bot.citations import CitationFilter, attribute
 from bot.config import GenerationSettings
 from bot.decide import Decision, Level
 from bot.errors import LLMError
+from bot.guard import Evidence, GuardVerdict, OutputGuard
 from bot.lang import shorten
 from bot.llm.budget import TokenCounter
 from bot.llm.client import LLMClient, StreamStats
@@ -88,6 +91,7 @@ class Answer:
     declined: bool = False  # the LLM said the passages do not answer the question
     citations_inferred: bool = False  # the LLM cited nothing; markers added by text overlap
     widened: bool = False  # the scope (e.g. a product) found too little; retrieval ran without it
+    guard: GuardVerdict | None = None  # a guard stopped the turn (canned response) or downgraded the answer
     turn_id: str = ""  # the turn's trace (bot traces show TURN_ID)
     model: str = ""
     prompt: ChatPrompt | None = None
@@ -111,6 +115,7 @@ class Answer:
             "declined": self.declined,
             "citations_inferred": self.citations_inferred,
             "widened": self.widened,
+            "guard": self.guard.as_dict() if self.guard else None,
             "turn_id": self.turn_id,
             "model": self.model,
             "prompt": {"template": self.prompt.template, "messages": self.prompt.messages} if self.prompt else None,
@@ -141,9 +146,16 @@ class Generator:
     """Turns a retrieval and its decision into an answer (streamed)."""
 
     def __init__(
-        self, client: LLMClient, prompts: Prompts, counter: TokenCounter, settings: GenerationSettings
+        self,
+        client: LLMClient,
+        prompts: Prompts,
+        counter: TokenCounter,
+        settings: GenerationSettings,
+        *,
+        output_guard: OutputGuard | None = None,
     ):
         self.client, self.prompts, self.counter, self.settings = client, prompts, counter, settings
+        self.output_guard = output_guard  # None: answers are not checked against their passages
 
     async def stream(
         self,
@@ -184,8 +196,11 @@ class Generator:
         return "\n".join([heading + colon, *lines])
 
     def passages(self, hits: list[Hit]) -> list[Passage]:
-        """Hits as numbered passages (an FAQ item is headed by its question)."""
-        return [Passage(number, hit.heading, hit.text, hit) for number, hit in enumerate(hits, start=1)]
+        """Hits as numbered passages (an FAQ item is headed by its question). A passage cannot
+        close the prompt's ``<context>`` data block: its own context tags are defused."""
+        return [
+            Passage(number, _defused(hit.heading), _defused(hit.text), hit) for number, hit in enumerate(hits, start=1)
+        ]
 
     def batches(self, passages: list[Passage], template_tokens: int) -> list[list[Passage]]:
         """Passages in rank order packed into prompts that fit the context; the first batch
@@ -280,6 +295,23 @@ class Generator:
                 yield suffix
         by_number = {c.number: c for c in answer.sources}
         answer.citations = [by_number[n] for n in cited]
+        if self.output_guard is not None and not answer.declined:
+            self._verify(answer, passages, [p for p in offered if p.number in set(cited)])
+
+    def _verify(self, answer: Answer, passages: list[Passage], cited: list[Passage]) -> None:
+        """Downgrade ``answer`` to its sources when it asserts what its cited passages do not hold."""
+        evidence = [
+            Evidence(f"{p.heading}\n{p.text}\n{p.link}", str((p.hit.payload.get("metadata") or {}).get("product") or ""))
+            for p in cited
+        ]
+        failed = self.output_guard.unsupported(answer.text, evidence)
+        if not failed:
+            return
+        reason = f"not in the cited passages: {', '.join(failed)[:300]} (the answer was: {answer.text[:500]})"
+        answer.guard = GuardVerdict("downgraded", "output", "unsupported", reason)
+        answer.level = Level.SOURCES_ONLY
+        answer.citations = []
+        self._sources_only(answer, passages, notice=self.prompts.message("answer_unverified", answer.language))
 
     def _sources_only(self, answer: Answer, passages: list[Passage], notice: str = "") -> None:
         shown = passages[:3]
@@ -300,6 +332,10 @@ def _citation(passage: Passage) -> Citation:
         item_id=hit.item_id,
         doc=hit.doc,
     )
+
+
+def _defused(text: str) -> str:
+    return text.replace("<context>", "<context >").replace("</context>", "</context >")
 
 
 def _normalized(text: str) -> str:

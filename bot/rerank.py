@@ -1,4 +1,5 @@
-"""The optional cross-encoder reranker (FlagEmbedding ``FlagReranker``), from a local folder.
+"""The optional cross-encoder reranker (FlagEmbedding ``FlagReranker``), from a local folder,
+or served (``bot.rerank_client``) when ``endpoints.yml`` names a reranker server.
 
 Its scores are relevance on 0..1 (sigmoid of the logit), the signal the
 decision policy thresholds when a reranker is configured.
@@ -7,11 +8,15 @@ decision policy thresholds when a reranker is configured.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
+from bot.config import Settings
 from bot.embed.flag import ModelSource, load_flag_model
 
-__all__ = ["Reranker"]
+if TYPE_CHECKING:
+    from bot.rerank_client import ServedReranker
+
+__all__ = ["Reranker", "build_reranker"]
 
 T = TypeVar("T")
 
@@ -53,3 +58,15 @@ class Reranker:
         """``items`` paired with their scores, best first (ties keep the given order)."""
         scores = self.score(query, [text_of(item) for item in items])
         return sorted(zip(items, scores), key=lambda pair: pair[1], reverse=True)
+
+
+def build_reranker(settings: Settings) -> "Reranker | ServedReranker | None":
+    """The configured reranker: None unless ``rerank.enabled``; the server ``endpoints.yml``'s
+    ``rerank.url`` names when set, else the local model in ``rerank.model_path``."""
+    if not settings.rerank.enabled:
+        return None
+    if settings.rerank_server.url:
+        from bot.rerank_client import ServedReranker
+
+        return ServedReranker.from_settings(settings.rerank_server)
+    return Reranker(settings.rerank.model_path)

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from bot.config import ROUTES, RetrievalSettings
 from bot.embed.base import DenseEncoder, SparseEncoder
+from bot.errors import RerankError
 from bot.ingest.documents import declared_doc, heading
 from bot.store.base import FilterValue, RouteQuery, ScoredId, VectorStore
 
@@ -116,6 +117,8 @@ class Retrieval:
     hits: list[Hit]
     routes: dict[str, list[ScoredId]]
     timings: dict[str, float] = field(default_factory=dict)
+    #: why a configured reranker did not rerank this query (its server failed); hits keep the fused order
+    rerank_skipped: str | None = None
 
     @property
     def best_dense(self) -> float | None:
@@ -243,11 +246,17 @@ class Retriever:
         if self.settings.merge_identical:
             hits = merge_identical(hits)
         hits = hits[:limit]
+        rerank_skipped = None
         if self.reranker is not None and hits:
             started = time.perf_counter()
-            hits = self._rerank(query, hits)
+            try:
+                hits = self._rerank(query, hits)
+            except RerankError as exc:  # a served reranker that fails: no rerank, never a failed turn
+                rerank_skipped = str(exc)
             timings["rerank"] = time.perf_counter() - started
-        return Retrieval(query=query, hits=hits[:top_k], routes=result.routes, timings=timings)
+        return Retrieval(
+            query=query, hits=hits[:top_k], routes=result.routes, timings=timings, rerank_skipped=rerank_skipped
+        )
 
     def _routes(self, query: str, weights: Mapping[str, float]) -> list[RouteQuery]:
         active = [route for route in ROUTES if weights.get(route, 0) > 0]

@@ -64,6 +64,19 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def rerank_server(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real vLLM server scoring with a cross-encoder TEST model (``/rerank``), started once per
+    session (40-70 s, about 1.9 GB); ``.url`` is its base URL, ``.model_dir`` the model's folder."""
+    from vllm_server import build_reranker_model, start_reranker_server
+
+    folder = tmp_path_factory.mktemp("rerank")
+    model = build_reranker_model(minilm_dir, folder / "model")
+    server = start_reranker_server(model, folder / "vllm.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def figures() -> dict[str, str]:
     return FIGURES
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Engine
 
 from bot.db import schema
@@ -34,10 +34,24 @@ def m003_traces(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def m004_guard(conn: Connection) -> None:
+    """Each turn's guard decision and its reason (bot/guard)."""
+    present = {column["name"] for column in inspect(conn).get_columns("turns")}
+    for column in (schema.turns.c.guard, schema.turns.c.guard_reason):
+        if column.name not in present:  # a database made by m003 after this column was added has it
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE turns ADD COLUMN {column.name} {kind}")
+    indexes = {index["name"] for index in inspect(conn).get_indexes("turns")}
+    for index in schema.turns.indexes:
+        if index.name not in indexes and "guard" in index.columns:
+            index.create(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_manifest", m001_manifest),
     ("m002_feedback", m002_feedback),
     ("m003_traces", m003_traces),
+    ("m004_guard", m004_guard),
 ]
 
 

@@ -98,6 +98,8 @@ turns = Table(
     Column("declined", Boolean),
     Column("notice", Text),
     Column("error", Text),
+    Column("guard", String(20), index=True),  # attack | sensitive | downgraded (bot/guard); none: passed
+    Column("guard_reason", JSON),  # the verdict: decision, layer, category, reason (what matched), response
 )
 
 #: A reviewer's verdict on a turn: it should have answered with ``expected`` items, or refused.

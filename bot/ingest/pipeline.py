@@ -64,6 +64,9 @@ class IngestReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Documents whose text reads like instructions to the assistant (source, the phrase found):
+    #: prompts treat passages as data, but such text deserves a look before users see it.
+    instructions: list[tuple[str, str]] = field(default_factory=list)
     embedded: int = 0
     seconds: float = 0.0
 
@@ -82,6 +85,10 @@ class IngestReport:
         ]
         lines += [_printable(f"FAILED {source}: {reason}") for source, reason in self.failures]
         lines += [_printable(f"WARNING {warning}") for warning in self.warnings]
+        lines += [
+            _printable(f"INSTRUCTIONS {source}: reads like an instruction to the assistant: {phrase!r}")
+            for source, phrase in self.instructions
+        ]
         lines.append(
             "verified: every chunk is in the store"
             if self.complete
@@ -98,6 +105,7 @@ class IngestReport:
             "failures": [{"source": s, "reason": r} for s, r in self.failures],
             "missing": len(self.missing),
             "warnings": list(self.warnings),
+            "instructions": [{"source": s, "phrase": p} for s, p in self.instructions],
             "embedded": self.embedded,
             "seconds": round(self.seconds, 3),
             "complete": self.complete,
@@ -163,11 +171,24 @@ class Ingestor:
         sparse: SparseEncoder,
         settings: IngestSettings,
         root: Path,
+        *,
+        instructions: Callable[[str], str | None] | None = None,
     ):
         self.store, self.manifest = store, manifest
         self.dense, self.sparse = dense, sparse
         self.settings, self.root = settings, root
+        self.instructions = instructions  # the instruction-like phrase in a text, or None
         self._parser = ParserProcess(settings)
+
+    def _instruction_like(self, chunks: Sequence[Chunk]) -> str | None:
+        """The first instruction-like phrase in the chunks' text, if the check is on."""
+        if self.instructions is None:
+            return None
+        for chunk in chunks:
+            phrase = self.instructions(f"{chunk.question}\n{chunk.text}")
+            if phrase:
+                return phrase
+        return None
 
     def prepare(self) -> None:
         """Create or check the collection and the encoders it was built with."""
@@ -218,6 +239,9 @@ class Ingestor:
                 report.failures.append((source, exc.reason))
                 self.manifest.record_failure(source, exc.reason)
                 continue
+            phrase = self._instruction_like(chunks)
+            if phrase:
+                report.instructions.append((source, phrase))
             records, stale, new = self._diff(chunks, old, stored, report)
             to_write.extend(new)
             status = "updated" if record and (record.sha256 or record.n_chunks) else "added"

@@ -29,8 +29,9 @@ MAX_PAGE = 100_000
 LEVELS = tuple(level.value for level in Level)
 KINDS = ("knowledge", "canned")
 FEEDBACK = ("negative", "positive", "any")
+GUARDS = ("attack", "sensitive", "downgraded", "any", "none")  # bot/guard's decisions (TurnFilter.guard)
 #: The list's filter fields, in the form's order.
-FILTER_FIELDS = ("level", "kind", "intent", "feedback", "labelled", "max_score", "since", "until", "text")
+FILTER_FIELDS = ("level", "kind", "intent", "guard", "feedback", "labelled", "max_score", "since", "until", "text")
 _ID_SEPARATORS = re.compile(r"[,，\s]+")
 
 Args = Mapping[str, Sequence[str] | str]
@@ -63,7 +64,7 @@ def parse_filter(args: Args) -> ListQuery:
             errors.append(f"{name} holds a NUL character")
             values[name] = ""
     chosen: dict[str, Any] = {}
-    for name, allowed in (("level", LEVELS), ("kind", KINDS), ("feedback", FEEDBACK)):
+    for name, allowed in (("level", LEVELS), ("kind", KINDS), ("guard", GUARDS), ("feedback", FEEDBACK)):
         if values[name]:
             if values[name] in allowed:
                 chosen[name] = values[name]

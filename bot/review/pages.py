@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.engine import Engine as SqlEngine
 
 from bot.config import ROUTES
-from bot.review.forms import FEEDBACK, KINDS, LEVELS, PAGE_SIZE, Args, parse_filter
+from bot.review.forms import FEEDBACK, GUARDS, KINDS, LEVELS, PAGE_SIZE, Args, parse_filter
 from bot.traces import export_labelled, get_turn, list_turns
 
 __all__ = ["ROOT", "login_page", "message_page", "turns_page", "turn_page", "export_jsonl"]
@@ -86,6 +86,7 @@ def turns_page(sql: SqlEngine, args: Args) -> str:
         values=query.values,
         levels=LEVELS,
         kinds=KINDS,
+        guards=GUARDS,
         feedback_choices=FEEDBACK,
         previous_url=page_url(query.page - 1) if query.page > 1 else None,
         next_url=page_url(query.page + 1) if len(rows) > PAGE_SIZE else None,

@@ -36,6 +36,7 @@ _SUMMARY = (
     turns.c.response,
     turns.c.question,
     turns.c.level,
+    turns.c.guard,
     turns.c.score,
     turns.c.total_ms,
 )
@@ -55,6 +56,7 @@ class TurnFilter:
     until: datetime | None = None
     conversation_id: str | None = None
     text: str | None = None  # a substring of the question
+    guard: str | None = None  # attack | sensitive | downgraded (bot/guard), any (one of them) or none
 
 
 def list_turns(sql: SqlEngine, where: TurnFilter = TurnFilter(), *, limit: int = 50, offset: int = 0) -> list[dict]:
@@ -87,6 +89,12 @@ def _conditions(where: TurnFilter, rating, label) -> list:
     for name in ("level", "kind", "intent", "conversation_id"):
         if getattr(where, name) is not None:
             conditions.append(turns.c[name] == getattr(where, name))
+    if where.guard == "any":
+        conditions.append(turns.c.guard.isnot(None))
+    elif where.guard == "none":
+        conditions.append(turns.c.guard.is_(None))
+    elif where.guard is not None:
+        conditions.append(turns.c.guard == where.guard)
     if where.max_score is not None:
         conditions.append(turns.c.score <= where.max_score)
     if where.since is not None:

@@ -16,6 +16,7 @@ from bot.store.base import OrMissing
 
 if TYPE_CHECKING:
     from bot.generate import Answer
+    from bot.guard import GuardVerdict
     from bot.retrieve import Retrieval
 
 __all__ = ["TurnContext", "knowledge_row", "canned_row"]
@@ -41,6 +42,8 @@ def knowledge_row(
 ) -> dict[str, Any]:
     """Every stage of a knowledge turn, as plain data for the ``turns`` table."""
     decision = answer.decision.as_dict()
+    if retrieval.rerank_skipped:  # the decision fell back to the dense signal: say why
+        decision["rerank_skipped"] = retrieval.rerank_skipped
     return {
         **_common(context, kind="knowledge", language=answer.language),
         "filters": {name: _plain(value) for name, value in (filters or {}).items()},
@@ -69,12 +72,30 @@ def knowledge_row(
         "declined": answer.declined,
         "notice": answer.notice or None,
         "error": answer.error or None,
+        **_guard(answer.guard),
     }
 
 
-def canned_row(context: TurnContext, *, response: str, language: str | None, question: str | None = None) -> dict:
-    """The light record of a turn answered by a canned response (a sensitive intent)."""
-    return {**_common(context, kind="canned", language=language), "response": response, "question": question}
+def canned_row(
+    context: TurnContext,
+    *,
+    response: str,
+    language: str | None,
+    question: str | None = None,
+    guard: "GuardVerdict | None" = None,
+) -> dict:
+    """The light record of a turn answered by a canned response (a sensitive intent, a guard)."""
+    return {
+        **_common(context, kind="canned", language=language),
+        "response": response,
+        "question": question,
+        **_guard(guard),
+    }
+
+
+def _guard(verdict: "GuardVerdict | None") -> dict[str, Any]:
+    """The guard's columns: its decision, and the whole verdict as the reason."""
+    return {"guard": verdict.decision, "guard_reason": verdict.as_dict()} if verdict else {}
 
 
 def _common(context: TurnContext, *, kind: str, language: str | None) -> dict[str, Any]:

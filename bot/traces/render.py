@@ -45,7 +45,7 @@ def turn_table(rows: Sequence[Mapping[str, Any]]) -> str:
         (
             local_time(row["created_at"]),
             row["turn_id"][:SHORT_ID],
-            row["kind"],
+            f"{row['kind']}/{row['guard']}" if row.get("guard") else row["kind"],
             row["level"] or "-",
             _number(row["score"], 3),
             _feedback(row.get("rating"), row.get("ratings")),
@@ -103,6 +103,9 @@ def render_turn(turn: Mapping[str, Any]) -> str:
     add(f"  question:     {turn.get('question') or '-'}")
     if turn.get("query") and turn["query"] != turn.get("question"):
         add(f"  searched:     {turn['query']}")
+    guard = turn.get("guard_reason") or {}
+    if turn.get("guard"):
+        add(f"  guard:        {turn['guard']} by the {guard.get('layer', '?')} layer ({guard.get('category', '?')}): {guard.get('reason', '')}")
     if turn["kind"] != "knowledge":
         add(f"  response:     {turn.get('response') or '-'}")
     else:
@@ -121,6 +124,8 @@ def _knowledge(turn: Mapping[str, Any], add) -> None:
         f"{_number(decision.get('score'), 4)}  (thresholds: answer >= {thresholds.get('answer', '?')}, "
         f"caution >= {thresholds.get('caution', '?')}, sources >= {thresholds.get('sources', '?')})"
     )
+    if decision.get("rerank_skipped"):
+        add(f"  rerank:       skipped: {decision['rerank_skipped']}")
     if turn.get("level") and turn["level"] != decision.get("level"):
         add(f"  delivered:    {turn['level']} (not the decision's level: no LLM in use, or it failed)")
     flags = [name for name in ("widened", "declined") if turn.get(name)]
