@@ -245,9 +245,10 @@ def _chat(engine, filters: dict, as_json: bool) -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Review file to append to (default: ingest.enhanced_questions in bot.yml).")
 @click.option("--per-item", type=click.IntRange(min=1), default=3, show_default=True, help="Questions to ask for per chunk.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Enhance at most N new chunks in this run.")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=4, show_default=True, help="Requests to the LLM at a time.")
 @click.pass_context
 @_clean_errors
-def enhance(ctx, paths, output, per_item, limit):
+def enhance(ctx, paths, output, per_item, limit, workers):
     """Write LLM-generated questions for FAQ items and document chunks into a review file.
 
     Covers the files under PATHS (default: ingest.paths). Chunks already in the file are
@@ -261,7 +262,9 @@ def enhance(ctx, paths, output, per_item, limit):
     if output is None:
         raise click.UsageError("ingest.enhanced_questions is not set in bot.yml: pass --output FILE")
     with _engine_with_llm(settings) as engine:
-        report = run_enhance(engine, list(paths) or None, output=output, per_item=per_item, limit=limit)
+        report = run_enhance(
+            engine, list(paths) or None, output=output, per_item=per_item, limit=limit, workers=workers
+        )
     click.echo(report.summary())
     click.echo(
         f'Review {output}: set "approved": true on the entries to keep (edit or delete their '

