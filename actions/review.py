@@ -4,6 +4,7 @@
     GET  /review/turns/<turn_id>          one turn's whole trace and the label form
     POST /review/turns/<turn_id>/label    record a label, then back to the turn (303)
     GET  /review/export.jsonl             labelled questions as JSON lines
+    GET  /review/overview                 the last days as charts (query: days)
     GET  /review/login, POST /review/login, POST /review/logout
 
 Only the holder of ``traces.review_token`` (bot.yml, ``BOT_REVIEW_TOKEN``) gets in, with
@@ -33,6 +34,7 @@ from bot.review import (
     export_jsonl,
     login_page,
     message_page,
+    overview_page,
     parse_filter,
     session_value,
     submit_label,
@@ -67,6 +69,7 @@ def attach(app: Sanic) -> None:
     app.add_route(_turn, f"{ROOT}/turns/<turn_id>", methods=["GET"], name="review_turn", unquote=True)
     app.add_route(_label, f"{ROOT}/turns/<turn_id>/label", methods=["POST"], name="review_label", unquote=True)
     app.add_route(_export, f"{ROOT}/export.jsonl", methods=["GET"], name="review_export")
+    app.add_route(_overview, f"{ROOT}/overview", methods=["GET"], name="review_overview")
     app.add_route(_login_form, f"{ROOT}/login", methods=["GET"], name="review_login_form")
     app.add_route(_login, f"{ROOT}/login", methods=["POST"], name="review_login")
     app.add_route(_logout, f"{ROOT}/logout", methods=["POST"], name="review_logout")
@@ -171,6 +174,16 @@ async def _label(request: Request, turn_id: str) -> HTTPResponse:
         body = await _with_sql(turn_page, turn_id, error=str(exc), form=form)
         return _unknown_turn() if body is None else _page(body, 400)
     return redirect(f"{_turn_url(turn_id)}#labels", status=303, headers=dict(_HEADERS))
+
+
+async def _overview(request: Request) -> HTTPResponse:
+    if (refused := _refused_page(request)) is not None:
+        return refused
+    try:
+        body, errors = await _with_sql(overview_page, _values(request.args))
+    except _Unavailable as exc:
+        return _unavailable(exc)
+    return _page(body, 400 if errors else 200)
 
 
 def _plausible_turn_id(turn_id: str) -> bool:

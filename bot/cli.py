@@ -530,6 +530,24 @@ def traces_list(ctx, level, kind, intent, feedback, labelled, max_score, since, 
         click.echo(f"(the newest {limit}; --limit N shows more)", err=True)
 
 
+@traces.command("stats", short_help="Turns per day by level and guard, thumbs, latency, unanswered questions.")
+@click.option("--since", type=_Moment(), default="7d", show_default=True, help="From DATE: YYYY-MM-DD, ISO datetime (local time) or an age (30m, 24h, 7d).")
+@click.option("--until", type=_Moment(end=True), default=None, help="Before DATE (a bare date includes that day).")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, metavar="N", help="Unanswered questions listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+@_clean_errors
+def traces_stats(ctx, since, until, top, as_json):
+    """What the bot did over a period: turns per day by level and by guard decision, thumbs up
+    and down, the share of LLM answers that declined, p50 / p95 latency per stage, and the
+    questions most often refused or declined (candidates for new FAQ items)."""
+    from bot.traces.stats import stats_tables, trace_stats
+
+    _, sql = _sql(ctx)
+    stats = trace_stats(sql, since=since, until=until, top=top)
+    click.echo(json.dumps(stats.as_dict(), ensure_ascii=False, indent=2) if as_json else stats_tables(stats))
+
+
 @traces.command("show", short_help="Show one turn's whole trace.")
 @click.argument("turn_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the stored trace as JSON.")

@@ -11,6 +11,7 @@ action server; everything here takes plain values (the SQL engine, request argum
 
 from bot.review.auth import COOKIE, Access, check_access, session_value, token_matches
 from bot.review.forms import PAGE_SIZE, LabelError, parse_filter, submit_label
+from bot.review.overview import overview_page
 from bot.review.pages import ROOT, export_jsonl, login_page, message_page, turn_page, turns_page
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "login_page",
     "message_page",
     "export_jsonl",
+    "overview_page",
 ]
