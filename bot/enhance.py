@@ -127,9 +127,10 @@ def enhance(
 
 def ask_questions(llm: LLMClient, prompts: Prompts, chunk: Chunk, count: int) -> list[str]:
     """The LLM's questions for ``chunk`` (at most ``count``), cleaned by :func:`parse_questions`."""
-    prompt = prompts.chat(
-        "enhance", chunk.language, text=chunk.text[:MAX_PROMPT_CHARS], heading=chunk.heading, count=count
-    )
+    # An FAQ item's heading is its question, already on the question side: shown it, the model
+    # mostly rewords it; shown the answer alone, it asks about what the answer says.
+    heading = "" if chunk.kind == "faq" else chunk.heading
+    prompt = prompts.chat("enhance", chunk.language, text=chunk.text[:MAX_PROMPT_CHARS], heading=heading, count=count)
     completion = llm.complete(prompt.messages, max_tokens=TOKENS_PER_QUESTION * count + 16, temperature=0.2)
     return parse_questions(completion.text, original=chunk.question)[:count]
 
