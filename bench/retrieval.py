@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             "p95_ms": p95,
             "met": p95 <= GOAL_P95_MS,
         }
+        p95 = goal[0]["retrieve_unembedded"]["p95_ms"]
+        result["goal_learned"] = {"p95_ms": p95, "met": p95 <= GOAL_P95_MS}
 
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
@@ -321,7 +323,9 @@ def run_size(size, tmp, dense, sparse, settings, routes, questions, vocab, args,
     try:
         retrieval = settings.retrieval
         limit = max(retrieval.top_k, 10)
-        call = dict(fusion=retrieval.fusion, rrf_k=retrieval.rrf_k, limit=limit,
+        # Qdrant's own fusion (the learned one re-scores Qdrant's RRF candidates, figure (b))
+        store_fusion = "rrf" if retrieval.fusion == "learned" else retrieval.fusion
+        call = dict(fusion=store_fusion, rrf_k=retrieval.rrf_k, limit=limit,
                     candidates=max(retrieval.candidates, limit), filters=payload_filters(None),
                     route_payload=ROUTE_PAYLOAD)
         out["search_call"] = {k: v for k, v in call.items() if k != "filters"}
@@ -344,7 +348,7 @@ def run_size(size, tmp, dense, sparse, settings, routes, questions, vocab, args,
 
         # (b) Retriever.retrieve end to end, with the real encoders
         retriever = Retriever(store, dense, sparse, retrieval)
-        times, embed, search = [], [], []
+        times, embed, search, unembedded, rescoring = [], [], [], [], []
         for i, q in enumerate(tqdm(questions, desc=f"(b) retrieve {size:,}", disable=not progress)):
             t = time.perf_counter()
             r = retriever.retrieve(q)
@@ -353,9 +357,15 @@ def run_size(size, tmp, dense, sparse, settings, routes, questions, vocab, args,
                 times.append(elapsed)
                 embed.append(r.timings["embed"])
                 search.append(r.timings["search"])
+                unembedded.append(elapsed - r.timings["embed"])
+                rescoring.append(r.timings.get("fusion", 0.0))
         out["retrieve"] = latency_stats(times)
+        out["retrieve"]["fusion"] = r.fusion
         out["retrieve"]["embed_p50_ms"] = latency_stats(embed)["p50_ms"]
         out["retrieve"]["search_p50_ms"] = latency_stats(search)["p50_ms"]
+        # (c) the same retrievals without the query embedding, and the learned re-scoring alone
+        out["retrieve_unembedded"] = latency_stats(unembedded)
+        out["rescoring"] = latency_stats(rescoring)
     finally:
         store.close()
     out["loadavg_after"] = loadavg()
@@ -391,12 +401,16 @@ def print_report(result: dict) -> None:
         call = result["sizes"][0]["search_call"]
         print(f"Latency (ms): (a) store.search only [{', '.join(call['routes'])}; {call['fusion']} k={call['rrf_k']}, "
               f"candidates={call['candidates']}, limit={call['limit']}, route_payload={tuple(call['route_payload'])}]")
-        print("              (b) Retriever.retrieve(query), query embedding included")
+        print(f"              (b) Retriever.retrieve(query), query embedding included; fusion: {result['sizes'][0]['retrieve']['fusion']}")
+        print("              (c) (b) without the query embedding; re-scoring: the learned fusion's own share of (c)")
     rows = []
     for s in result["sizes"]:
         a, b = s["search"], s["retrieve"]
         rows.append([s["size"], "(a) search", a["p50_ms"], a["p95_ms"], a["mean_ms"], a["max_ms"], " ".join(map(str, s["loadavg_after"]))])
         rows.append([s["size"], "(b) retrieve", b["p50_ms"], b["p95_ms"], b["mean_ms"], b["max_ms"], ""])
+        c, f = s["retrieve_unembedded"], s["rescoring"]
+        rows.append([s["size"], "(c) retrieve, no embedding", c["p50_ms"], c["p95_ms"], c["mean_ms"], c["max_ms"], ""])
+        rows.append([s["size"], "    re-scoring alone", f["p50_ms"], f["p95_ms"], f["mean_ms"], f["max_ms"], ""])
     print(table(["chunks", "figure", "p50", "p95", "mean", "max", "load after"], rows))
     for s in result["sizes"]:
         print(f"  {s['size']:,}: (b) split at p50: embed {s['retrieve']['embed_p50_ms']} ms + search "
@@ -409,6 +423,10 @@ def print_report(result: dict) -> None:
         verdict = "GOAL MET" if goal["met"] else "GOAL MISSED"
         sign = "<=" if goal["met"] else ">"
         print(f"{verdict}: p95 {goal['p95_ms']} ms {sign} {GOAL_P95_MS:.0f} ms at {GOAL_SIZE:,} chunks (store.search only)")
+        learned = result["goal_learned"]
+        verdict, sign = ("GOAL MET", "<=") if learned["met"] else ("GOAL MISSED", ">")
+        print(f"{verdict}: p95 {learned['p95_ms']} ms {sign} {GOAL_P95_MS:.0f} ms at {GOAL_SIZE:,} chunks "
+              "(retrieval with the fusion of bot.yml, query embedding excluded)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import wraps
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -109,6 +110,7 @@ def search(ctx, query, top_k, filters, collection, as_json):
             json.dumps(
                 {
                     "query": query,
+                    "fusion": retrieval.fusion,
                     "decision": decision.as_dict(),
                     "hits": [hit.as_dict() for hit in retrieval.hits],
                     "timings_ms": {k: round(v * 1000, 2) for k, v in retrieval.timings.items()},
@@ -120,6 +122,7 @@ def search(ctx, query, top_k, filters, collection, as_json):
         return
     score = "n/a" if decision.score is None else f"{decision.score:.4f}"
     click.echo(f"decision: {decision.level.value} ({decision.signal} {score})")
+    click.echo(f"fusion: {retrieval.fusion}")
     for hit in retrieval.hits:
         routes = "  ".join(f"{name}={value:.3f}" for name, value in sorted(hit.route_scores.items()))
         click.echo(f"\n[{hit.rank}] {hit.title or hit.source}  ({hit.item_id})  fused={hit.fused_score:.4f}")
@@ -133,7 +136,7 @@ def search(ctx, query, top_k, filters, collection, as_json):
 @cli.command("eval")
 @click.option("--knowledge", type=click.Path(exists=True, path_type=Path), required=True, help="Knowledge JSONL (or any ingestible file or folder).")
 @click.option("--queries", type=click.Path(exists=True, path_type=Path), multiple=True, required=True, help="Queries JSONL (repeat to add must-refuse sets).")
-@click.option("--fusion", type=click.Choice(["rrf", "dbsf"]), default=None, help="Override retrieval.fusion.")
+@click.option("--fusion", type=click.Choice(["learned", "rrf", "dbsf"]), default=None, help="Override retrieval.fusion.")
 @click.option("--rebuild", is_flag=True, help="Re-embed the knowledge (after changing encoders or chunking).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -153,6 +156,7 @@ def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json):
     click.echo(
         f"{metrics['n_answerable']} answerable, {metrics['n_refuse']} must-refuse; signal: {metrics['signal']}"
     )
+    click.echo(f"fusion: {metrics['fusion']}")
     click.echo(f"{'route':<16}{'hit@1':>8}{'hit@5':>8}{'MRR@10':>8}")
     for name, row in [("fused", metrics), *metrics["routes"].items()]:
         if not row["queries_with_hits"]:
@@ -167,23 +171,80 @@ def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json):
 
 @cli.command()
 @click.option("--knowledge", type=click.Path(exists=True, path_type=Path), required=True)
-@click.option("--queries", type=click.Path(exists=True, path_type=Path), multiple=True, required=True, help="Queries JSONL with answerable and must-refuse questions (repeat).")
+@click.option("--queries", type=click.Path(exists=True, path_type=Path), multiple=True, help="Queries JSONL with answerable and must-refuse questions (repeat; `bot traces export` writes one).")
+@click.option("--enhanced", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Review file of `bot enhance` whose unapproved questions are answerable examples [default: ingest.enhanced_questions].")
+@click.option("--no-generic-refuse", is_flag=True, help="Leave out the shipped everyday off-topic questions (must-refuse examples).")
 @click.option("--answer-rate", type=float, default=0.95, show_default=True, help="Share of answerable questions that must still be answered.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG path (default: .bot/calibration-<signal>.png).")
-@click.option("--dry-run", is_flag=True, help="Show the thresholds without writing bot.yml.")
+@click.option("--dry-run", is_flag=True, help="Show the thresholds and models without writing bot.yml or the models.")
 @click.pass_context
 @_clean_errors
-def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
-    """Choose the refusal thresholds from labelled questions and write them to bot.yml."""
+def calibrate(ctx, knowledge, queries, enhanced, no_generic_refuse, answer_rate, plot, dry_run):
+    """Fit the learned fusion and the answerable probability for KNOWLEDGE's collection, and
+    choose the refusal thresholds.
+
+    \b
+    Examples: --queries files (labelled questions), the LLM-written questions of `bot enhance`
+    that were not approved into the index, and shipped everyday off-topic questions (must refuse).
+    The models are saved under .bot/fusion/ for KNOWLEDGE's evaluation collection, and for the
+    bot's own collection when KNOWLEDGE is what it ingests (ingest.paths). With --queries, the
+    dense thresholds (used without a model) are also chosen and written to bot.yml.
+    """
+    from bot.calibrate import enhanced_questions, fit_for_engine, generic_refuse, plot_scores
+    from bot.decide import level_for
+    from bot.evaluate import evaluate, read_queries
+    from bot.fusion import model_path, save_models
+
+    settings = load_settings(ctx.obj["root"])
+    labelled = read_queries(queries)
+    with _eval_engine(settings, knowledge, quiet=False) as (engine, chunks, identical):
+        if queries:
+            report = evaluate(engine, labelled, identical=identical, fusion="rrf")
+            _calibrate_dense(settings, report, answer_rate, plot, dry_run)
+        enhanced = enhanced or settings.ingest.enhanced_questions
+        generated = enhanced_questions(enhanced, {chunk.item_id for chunk in chunks})
+        generic = [] if no_generic_refuse else generic_refuse()
+        examples = labelled + generated + generic
+        if not any(q.answerable for q in examples):
+            raise click.ClickException(
+                "calibration needs answerable questions: --queries with expected ids, or questions written by "
+                f"`bot enhance` for this knowledge (none usable in {enhanced})"
+            )
+        click.echo(
+            f"examples: {sum(q.answerable for q in labelled)} answerable and {sum(not q.answerable for q in labelled)} "
+            f"must-refuse from --queries, {len(generated)} LLM-written answerable from {enhanced}, "
+            f"{len(generic)} generic off-topic must-refuse"
+        )
+        models, yes, no = fit_for_engine(engine, examples, identical=identical, answer_rate=answer_rate, knowledge=str(knowledge))
+    click.echo(f"fusion: {replace(models, default=False).describe()}")
+    if models.answerable is None:
+        click.echo("note: no must-refuse examples, so no answerable model: refusal keeps the dense thresholds")
+    else:
+        thresholds = models.thresholds
+        path = plot if plot and not queries else settings.data_dir / "calibration-answerable.png"
+        plot_scores(yes, no, thresholds, path, signal="answerable (probability)")
+        answered = sum(level_for(p, thresholds).answers for p in yes)
+        refused = sum(not level_for(p, thresholds).answers for p in no)
+        click.echo(
+            f"answerable thresholds: answer >= {thresholds.answer}, caution >= {thresholds.caution}, sources >= {thresholds.sources}"
+        )
+        click.echo(f"answered {answered}/{len(yes)} answerable, refused {refused}/{len(no)} must-refuse (training examples); plot: {path}")
+    if dry_run:
+        return
+    for collection in _model_collections(settings, knowledge, engine.collection):
+        saved = save_models(replace(models, info={**models.info, "collection": collection}), model_path(settings, collection))
+        click.echo(f"model for collection {collection} written to {saved}")
+
+
+def _calibrate_dense(settings, report, answer_rate: float, plot, dry_run: bool) -> None:
+    """Dense (or rerank) thresholds from the --queries, as used when no fitted model applies."""
     from bot.calibrate import plot_scores, write_thresholds
     from bot.decide import level_for
     from bot.evaluate import choose_thresholds
 
-    report = _run_eval(ctx, knowledge, queries, None, False)
     if not report.refuse_scores:
         click.echo("note: no must-refuse questions (expected: []); the answer threshold equals caution")
     thresholds = choose_thresholds(report.answerable_scores, report.refuse_scores, answer_rate=answer_rate)
-    settings = load_settings(ctx.obj["root"])
     path = plot or settings.data_dir / f"calibration-{report.signal}.png"
     plot_scores(report.answerable_scores, report.refuse_scores, thresholds, path, signal=report.signal)
     answered = sum(level_for(s, thresholds).answers for s in report.answerable_scores)
@@ -199,6 +260,12 @@ def calibrate(ctx, knowledge, queries, answer_rate, plot, dry_run):
     if not dry_run:
         write_thresholds(settings.config_file, report.signal, thresholds)
         click.echo(f"written to {settings.config_file} (decision.thresholds.{report.signal})")
+
+
+def _model_collections(settings, knowledge: Path, eval_collection: str) -> list[str]:
+    """The evaluation collection, and the bot's own when ``knowledge`` is what it ingests."""
+    served = {path.resolve() for path in settings.ingest.paths}
+    return [eval_collection] + ([settings.store.collection] if knowledge.resolve() in served else [])
 
 
 @cli.command()
@@ -653,18 +720,27 @@ def traces_purge(ctx, days):
 
 
 def _run_eval(ctx, knowledge: Path, queries, fusion, quiet: bool, *, rebuild: bool = False):
-    from bot.engine import Engine
-    from bot.evaluate import eval_collection_name, evaluate, identical_records, read_queries
+    from bot.evaluate import evaluate, read_queries
 
     labelled = read_queries(queries)
     settings = load_settings(ctx.obj["root"])
+    with _eval_engine(settings, knowledge, quiet, rebuild=rebuild) as (engine, _, identical):
+        overrides = {"fusion": fusion} if fusion else {}
+        return evaluate(engine, labelled, progress=not quiet, identical=identical, **overrides)
+
+
+@contextmanager
+def _eval_engine(settings, knowledge: Path, quiet: bool, *, rebuild: bool = False):
+    """An engine on KNOWLEDGE's own collection, ingested, with its chunks and identical records."""
+    from bot.engine import Engine
+    from bot.evaluate import eval_collection_name, identical_records
+
     with Engine(settings, collection=eval_collection_name(knowledge)) as engine:
         ingest_report = engine.ingest([knowledge], rebuild=rebuild, progress=not quiet)
         if not quiet:
             click.echo(ingest_report.summary(), err=True)
-        overrides = {"fusion": fusion} if fusion else {}
-        identical = identical_records(chunk for chunks in engine.iter_chunks([knowledge]) for chunk in chunks)
-        return evaluate(engine, labelled, progress=not quiet, identical=identical, **overrides)
+        chunks = [chunk for chunks in engine.iter_chunks([knowledge]) for chunk in chunks]
+        yield engine, chunks, identical_records(chunks)
 
 
 def _parse_filters(pairs) -> dict:

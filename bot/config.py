@@ -109,7 +109,7 @@ class RetrievalSettings:
 
     top_k: int = 5
     candidates: int = 50
-    fusion: str = "rrf"  # rrf | dbsf
+    fusion: str = "learned"  # learned (the collection's fitted model, else the default) | rrf | dbsf
     rrf_k: int = 2
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     one_per_doc: bool = True  # records that declare the same doc (JSONL "doc") are one hit: the best
@@ -511,8 +511,8 @@ def _retrieval(values: dict[str, Any]) -> RetrievalSettings:
             raise ConfigError(f"bot.yml: retrieval.weights has unknown route {route!r}; routes: {ROUTES}")
         weights[route] = float(weight)
     settings = _build(RetrievalSettings, values, "bot.yml: retrieval", weights=weights)
-    if settings.fusion not in ("rrf", "dbsf"):
-        raise ConfigError(f"bot.yml: retrieval.fusion is {settings.fusion!r}; use rrf or dbsf")
+    if settings.fusion not in ("learned", "rrf", "dbsf"):
+        raise ConfigError(f"bot.yml: retrieval.fusion is {settings.fusion!r}; use learned, rrf or dbsf")
     return settings
 
 

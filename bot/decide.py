@@ -2,7 +2,9 @@
 
 Fused scores are ranks (RRF) or per-query normalizations (DBSF): they say which hit is
 better than another, not whether any is relevant. The signal is the reranker's score when
-one is configured, else the best dense similarity. Thresholds come from ``bot calibrate``.
+one is configured, else the best dense similarity; with a model fit by ``bot calibrate``, the
+probability that the question is answerable, from all the routes' evidence (``bot.fusion``).
+Thresholds come from ``bot calibrate`` (the answerable ones are stored with the model).
 
     decision = decide(retrieval, settings.decision)
     decision.level        # Level.ANSWER
@@ -62,7 +64,10 @@ class Decision:
 
 
 def relevance(retrieval: Retrieval) -> tuple[str, float | None]:
-    """The signal's name and value: ``("rerank", top reranker score)`` or ``("dense", best dense similarity)``."""
+    """The signal's name and value: ``("answerable", probability)`` when a fitted answerable model
+    ran, else ``("rerank", top reranker score)`` or ``("dense", best dense similarity)``."""
+    if retrieval.answerable is not None:
+        return "answerable", retrieval.answerable
     if retrieval.hits and retrieval.hits[0].rerank_score is not None:
         return "rerank", retrieval.hits[0].rerank_score
     return "dense", retrieval.best_dense
@@ -71,7 +76,10 @@ def relevance(retrieval: Retrieval) -> tuple[str, float | None]:
 def decide(retrieval: Retrieval, settings: DecisionSettings) -> Decision:
     """Pick the level for this retrieval with the signal's thresholds."""
     signal, score = relevance(retrieval)
-    thresholds = settings.rerank if signal == "rerank" else settings.dense
+    if signal == "answerable" and retrieval.answerable_thresholds is not None:
+        thresholds = retrieval.answerable_thresholds  # chosen with the model by `bot calibrate`
+    else:
+        thresholds = settings.rerank if signal == "rerank" else settings.dense
     return Decision(level_for(score, thresholds), signal, score, thresholds)
 
 

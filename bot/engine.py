@@ -24,6 +24,7 @@ from bot.decide import Decision, decide
 from bot.embed import DenseEncoder, SparseEncoder, build_encoders
 from bot.errors import UnknownTurnError
 from bot.feedback import RecentTurns
+from bot.fusion import FusionModels, load_models
 from bot.generate import Answer, AnswerDone, Event, Generator
 from bot.guard import Guard, GuardVerdict
 from bot.ingest.documents import Chunk
@@ -110,7 +111,16 @@ class Engine:
             self.settings.retrieval,
             reranker=reranker,
             rerank_top_n=self.settings.rerank.top_n,
+            fusion_models=self.fusion_models,
         )
+
+    @cached_property
+    def fusion_models(self) -> FusionModels | None:
+        """The learned fusion for this collection (``bot calibrate``), else the default; None
+        when ``retrieval.fusion`` is Qdrant's own (rrf, dbsf)."""
+        if self.settings.retrieval.fusion != "learned":
+            return None
+        return load_models(self.settings, self.collection, rerank=self.settings.rerank.enabled)
 
     @cached_property
     def llm(self) -> LLMClient:

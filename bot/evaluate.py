@@ -89,6 +89,7 @@ class EvalReport:
     refused: int = 0
     levels: dict[str, int] = field(default_factory=dict)
     signal: str = "dense"
+    fusion: str = ""
     answerable_scores: list[float] = field(default_factory=list)
     refuse_scores: list[float] = field(default_factory=list)
 
@@ -102,6 +103,7 @@ class EvalReport:
             "refused_rate": _rate(self.refused, self.n_refuse),
             "levels": self.levels,
             "signal": self.signal,
+            "fusion": self.fusion,
             "routes": {name: m.as_dict(self.n_answerable) for name, m in self.routes.items()},
         }
 
@@ -139,7 +141,7 @@ def evaluate(
     for labelled in tqdm(queries, desc="evaluating", unit="query", disable=not progress):
         retrieval = engine.retrieve(labelled.query, top_k=10, **overrides)
         verdict = decide(retrieval, decision)
-        report.signal = verdict.signal
+        report.signal, report.fusion = verdict.signal, retrieval.fusion
         report.levels[verdict.level.value] = report.levels.get(verdict.level.value, 0) + 1
         score = verdict.score if verdict.score is not None else 0.0
         if labelled.answerable:

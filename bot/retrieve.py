@@ -7,14 +7,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from bot.config import ROUTES, RetrievalSettings
+from bot.config import ROUTES, RetrievalSettings, Thresholds
 from bot.embed.base import DenseEncoder, SparseEncoder
 from bot.errors import RerankError
+from bot.fusion import Evidence, FusionModels, default_models
 from bot.ingest.documents import declared_doc, heading
 from bot.store.base import FilterValue, RouteQuery, ScoredId, VectorStore
 
@@ -119,6 +121,11 @@ class Retrieval:
     timings: dict[str, float] = field(default_factory=dict)
     #: why a configured reranker did not rerank this query (its server failed); hits keep the fused order
     rerank_skipped: str | None = None
+    #: which fusion ran: "rrf", "dbsf", or the learned model's description
+    fusion: str = ""
+    #: the answerable probability and its thresholds, when a fitted answerable model ran
+    answerable: float | None = None
+    answerable_thresholds: Thresholds | None = None
 
     @property
     def best_dense(self) -> float | None:
@@ -172,7 +179,9 @@ def merge_identical(hits: list[Hit]) -> list[Hit]:
 
 
 class Retriever:
-    """Searches the four routes of a collection and fuses them in Qdrant."""
+    """Searches the four routes of a collection and fuses them: in Qdrant (``rrf``, ``dbsf``), or
+    by re-scoring the routes' candidates with a learned model (``learned``: ``fusion_models``,
+    else the shipped default)."""
 
     def __init__(
         self,
@@ -182,9 +191,13 @@ class Retriever:
         settings: RetrievalSettings,
         reranker=None,
         rerank_top_n: int = 20,
+        fusion_models: FusionModels | None = None,
     ):
         self.store, self.dense, self.sparse = store, dense, sparse
         self.settings = settings
+        self.models = fusion_models
+        if self.models is None and settings.fusion == "learned":
+            self.models = default_models()
         self.reranker, self.rerank_top_n = reranker, rerank_top_n
         self._prepared: OrderedDict[str, list[float]] = OrderedDict()
 
@@ -208,11 +221,14 @@ class Retriever:
         """The ``top_k`` best hits for ``query``; run-time ``fusion``/``weights`` override the settings."""
         top_k = top_k or self.settings.top_k
         weights = {**self.settings.weights, **(weights or {})}
+        fusion = fusion or self.settings.fusion
         timings: dict[str, float] = {}
         started = time.perf_counter()
         routes = self._routes(query, weights)
         timings["embed"] = time.perf_counter() - started
         limit = max(top_k, 10, self.rerank_top_n if self.reranker else 0)
+        if fusion == "learned":
+            return self._learned(query, routes, filters, limit, top_k, timings)
         # siblings of one declared doc and identical records are dropped after fusion: fetch
         # enough to fill `limit`
         collapses = self.settings.one_per_doc or self.settings.merge_identical
@@ -220,7 +236,7 @@ class Retriever:
         started = time.perf_counter()
         result = self.store.search(
             routes,
-            fusion=fusion or self.settings.fusion,
+            fusion=fusion,
             rrf_k=self.settings.rrf_k,
             limit=fetch,
             candidates=max(self.settings.candidates, limit),
@@ -231,16 +247,7 @@ class Retriever:
         route_scores = {
             name: {hit.id: hit.score for hit in hits} for name, hits in result.routes.items()
         }
-        hits = [
-            Hit(
-                id=hit.id,
-                rank=rank,
-                fused_score=hit.score,
-                route_scores={n: s[hit.id] for n, s in route_scores.items() if hit.id in s},
-                payload=hit.payload or {},
-            )
-            for rank, hit in enumerate(result.fused, start=1)
-        ]
+        hits = [_hit(hit, rank, route_scores) for rank, hit in enumerate(result.fused, start=1)]
         if self.settings.one_per_doc:
             hits = best_per_declared_doc(hits)
         if self.settings.merge_identical:
@@ -255,7 +262,90 @@ class Retriever:
                 rerank_skipped = str(exc)
             timings["rerank"] = time.perf_counter() - started
         return Retrieval(
-            query=query, hits=hits[:top_k], routes=result.routes, timings=timings, rerank_skipped=rerank_skipped
+            query=query,
+            hits=hits[:top_k],
+            routes=result.routes,
+            timings=timings,
+            rerank_skipped=rerank_skipped,
+            fusion=fusion,
+        )
+
+    def evidence(
+        self,
+        query: str,
+        filters: Mapping[str, FilterValue] | None = None,
+        *,
+        routes: list[RouteQuery] | None = None,
+        timings: dict[str, float] | None = None,
+        with_rerank: bool | None = None,
+    ) -> Evidence:
+        """The union of the routes' prefetched candidates (with payloads) and each route's list
+        with raw scores: what the learned fusion scores (``bot calibrate`` fits on it). The
+        reranker scores the head when the model uses its scores (``with_rerank`` overrides)."""
+        timings = {} if timings is None else timings
+        if routes is None:
+            routes = self._routes(query, self.settings.weights)
+        candidates = self.settings.candidates
+        started = time.perf_counter()
+        # Qdrant's fused list, long enough for the whole union of the prefetches, carries the payloads
+        result = self.store.search(
+            routes,
+            fusion="rrf",
+            rrf_k=self.settings.rrf_k,
+            limit=candidates * max(1, len(routes)),
+            candidates=candidates,
+            filters=payload_filters(filters),
+            route_payload=ROUTE_PAYLOAD,
+        )
+        timings["search"] = time.perf_counter() - started
+        rerank: dict[str, float] = {}
+        skipped = None
+        if with_rerank is None:
+            with_rerank = self.models is not None and self.models.uses_rerank
+        if self.reranker is not None and with_rerank and result.fused:
+            started = time.perf_counter()
+            head = [_hit(hit, rank, {}) for rank, hit in enumerate(result.fused[: self.rerank_top_n], start=1)]
+            try:
+                rerank = {h.id: h.rerank_score for h in self._rerank(query, head) if h.rerank_score is not None}
+            except RerankError as exc:  # scored as if no candidate was reranked
+                skipped = str(exc)
+            timings["rerank"] = time.perf_counter() - started
+        return Evidence(candidates=result.fused, routes=result.routes, rerank=rerank, rerank_skipped=skipped)
+
+    def _learned(self, query, routes, filters, limit: int, top_k: int, timings: dict[str, float]) -> Retrieval:
+        """Retrieval with the learned fusion: every candidate re-scored from its routes' evidence."""
+        evidence = self.evidence(query, filters, routes=routes, timings=timings)
+        started = time.perf_counter()
+        ranked, logits = self.models.rank(evidence)
+        answerable = self.models.answerable_probability(evidence, ranked, logits)
+        route_scores = {name: {hit.id: hit.score for hit in hits} for name, hits in evidence.routes.items()}
+        hits = [
+            replace(_hit(hit, rank, route_scores, score=_sigmoid(logit)), rerank_score=evidence.rerank.get(hit.id))
+            for rank, (hit, logit) in enumerate(zip(ranked, logits), start=1)
+        ]
+        if self.settings.one_per_doc:
+            hits = best_per_declared_doc(hits)
+        if self.settings.merge_identical:
+            hits = merge_identical(hits)
+        hits = hits[:limit]
+        timings["fusion"] = time.perf_counter() - started
+        skipped = evidence.rerank_skipped
+        if self.reranker is not None and not self.models.uses_rerank and hits:
+            started = time.perf_counter()
+            try:
+                hits = self._rerank(query, hits)
+            except RerankError as exc:  # a served reranker that fails: no rerank, never a failed turn
+                skipped = str(exc)
+            timings["rerank"] = time.perf_counter() - started
+        return Retrieval(
+            query=query,
+            hits=hits[:top_k],
+            routes=evidence.routes,
+            timings=timings,
+            rerank_skipped=skipped,
+            fusion=self.models.describe(),
+            answerable=answerable,
+            answerable_thresholds=self.models.thresholds if answerable is not None else None,
         )
 
     def _routes(self, query: str, weights: Mapping[str, float]) -> list[RouteQuery]:
@@ -278,3 +368,18 @@ class Retriever:
             replace(h, rank=rank, rerank_score=float(score)) for rank, (h, score) in enumerate(ranked, start=1)
         ]
         return reranked + [replace(h, rank=len(reranked) + i) for i, h in enumerate(tail, start=1)]
+
+
+def _hit(hit: ScoredId, rank: int, route_scores: Mapping[str, Mapping[str, float]], score: float | None = None) -> Hit:
+    """A fused hit from the store's point: its score in each route that found it."""
+    return Hit(
+        id=hit.id,
+        rank=rank,
+        fused_score=hit.score if score is None else score,
+        route_scores={n: s[hit.id] for n, s in route_scores.items() if hit.id in s},
+        payload=hit.payload or {},
+    )
+
+
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, float(logit)))))

@@ -333,7 +333,7 @@ def write(root: Path, bot: str = "", endpoints: str = "") -> Path:
 def test_defaults_without_files(tmp_path):
     settings = load_settings(tmp_path)
     assert settings.root == tmp_path.resolve()
-    assert settings.retrieval.top_k == 5 and settings.retrieval.fusion == "rrf"
+    assert settings.retrieval.top_k == 5 and settings.retrieval.fusion == "learned"
     assert settings.store.path == tmp_path.resolve() / ".bot" / "qdrant"
     assert settings.ingest.paths == (tmp_path.resolve() / "knowledge",)
     assert settings.lexicon.stopwords == tmp_path.resolve() / "knowledge/lexicon/stopwords.txt"
