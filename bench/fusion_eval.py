@@ -332,8 +332,9 @@ def main(argv=None) -> int:
         train_r, test_r = halves(info["adjacent"], rng)
         train = [training_query(evidence[corpus][q["query"]], q["expected"], identical[corpus], "train") for q in train_q + train_r]
         train += [training_query(evidence[corpus][q["query"]], (), identical[corpus], GENERIC_GROUP) for q in offtopic]
-        models, _, _ = fit_models(train, answer_rate=args.answer_rate, info={"collection": f"dev-{corpus}"})
-        row = {}
+        fallback = default_fit(training([u for u, (c, _) in units.items() if c != corpus])).fusion
+        models, _, _ = fit_models(train, answer_rate=args.answer_rate, info={"collection": f"dev-{corpus}"}, fallback=fallback)
+        row = {"ranking": models.info.get("ranking", "fitted"), "first_hits": models.info["first_hits"]}
         for kind in ("real", "enhanced"):
             test = [q for q in test_q if q["kind"] == kind]
             if not test:
@@ -369,8 +370,8 @@ def main(argv=None) -> int:
             continue
         train = [training_query(evidence[corpus][q["query"]], q["expected"], identical[corpus]) for q in info["enhanced"]]
         train += [training_query(evidence[corpus][q["query"]], (), identical[corpus], GENERIC_GROUP) for q in offtopic]
-        models, _, _ = fit_models(train, answer_rate=args.answer_rate, info={"collection": f"dev-{corpus}"})
         loso_default = default_fit(training([u for u, (c, _) in units.items() if c != corpus]))
+        models, _, _ = fit_models(train, answer_rate=args.answer_rate, info={"collection": f"dev-{corpus}"}, fallback=loso_default.fusion)
         ranks = route_table(info["real"], evidence[corpus], identical[corpus], {"no-labels": models, "default (LOSO)": loso_default})
         adjacent_real = [q for q in info["adjacent"] if q["kind"] == "real"] or info["adjacent"]
         settings = load_settings(REPO)
@@ -379,6 +380,7 @@ def main(argv=None) -> int:
             "no_labels_rates": answerable_rates(models, evidence[corpus], info["real"], adjacent_real),
             "default_dense_rates": dense_rates(settings.decision.dense, evidence[corpus], info["real"], adjacent_real),
             "n_adjacent": len(adjacent_real),
+            "ranking": models.info.get("ranking", "fitted"),
         }
     results["no_labels"] = nolabel
     print("\n(iii) no hand labels (enhance -> calibrate), tested on the real questions")

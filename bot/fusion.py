@@ -146,9 +146,10 @@ class FusionModels:
         if self.default:
             return "default (shipped model, relative route evidence; `bot calibrate` fits one for this collection)"
         info = self.info
+        ranking = "; ranking: default" if info.get("ranking", "").startswith("default") else ""
         return (
             f"learned (fit {info.get('fitted', '?')} on {info.get('questions', '?')} questions, "
-            f"collection {info.get('collection', '?')})"
+            f"collection {info.get('collection', '?')}{ranking})"
         )
 
     def rank(self, evidence: Evidence) -> tuple[list[ScoredId], np.ndarray]:
@@ -329,10 +330,15 @@ def fit_models(
     rerank: bool = False,
     answer_rate: float = 0.95,
     info: Mapping[str, Any] | None = None,
+    fallback: LinearModel | None = None,
 ) -> tuple[FusionModels, list[float], list[float]]:
     """Fit the candidate model on the answerable queries, then (with must-refuse queries) the
     answerable model and its thresholds. Returns the models and the answerable probabilities of
     the answerable and must-refuse queries (out of fold, for the plot).
+
+    The fitted candidate model is kept only if, fit without them, it puts more of the answerable
+    queries' items first than ``fallback`` (default: the shipped default) does; otherwise the
+    fallback ranks and only the answerable model is new (too few or too easy examples).
 
     Must-refuse queries weigh as much in total as the answerable ones, shared equally between
     the user's own and the generic ones (:data:`GENERIC_GROUP`): a few topic-adjacent questions
@@ -343,11 +349,23 @@ def fit_models(
     fusion = _fit_fusion(queries, names)
     answerable_queries = [q for q in queries if q.expected]
     refuse = [q for q in queries if not q.expected]
-    info = {**(info or {}), "questions": len(answerable_queries), "refuse_questions": len(refuse)}
+    fold_models = _fold_models(answerable_queries, names, fusion)
+    fallback = fallback or default_models().fusion
+    fitted_first = sum(_first_is_expected(fold_models[i % FOLDS], q) for i, q in enumerate(answerable_queries))
+    fallback_first = sum(_first_is_expected(FusionModels(fusion=fallback), q) for q in answerable_queries)
+    info = {
+        **(info or {}),
+        "questions": len(answerable_queries),
+        "refuse_questions": len(refuse),
+        "first_hits": {"fitted_out_of_fold": fitted_first, "default": fallback_first},
+    }
+    if fitted_first <= fallback_first:
+        fusion = fallback
+        fold_models = [FusionModels(fusion=fallback)] * FOLDS
+        info["ranking"] = "default (the fitted ranking did no better out of fold)"
     if not refuse:
         return FusionModels(fusion=fusion, info=info), [], []
     query_names = QUERY_FEATURES + (("top.rerank",) if rerank else ())
-    fold_models = _fold_models(answerable_queries, names, fusion)
     rows, targets, weights = [], [], []
     per_kind = {kind: sum(1 for q in refuse if (q.group == GENERIC_GROUP) == kind) for kind in (True, False)}
     kinds = sum(1 for n in per_kind.values() if n)
@@ -367,6 +385,11 @@ def fit_models(
     no = [float(p) for p, t in zip(probabilities, targets) if not t]
     thresholds = choose_thresholds(yes, no, answer_rate=answer_rate)
     return FusionModels(fusion=fusion, answerable=answerable, thresholds=thresholds, info=info), yes, no
+
+
+def _first_is_expected(models: FusionModels, query: TrainingQuery) -> bool:
+    ranked, _ = models.rank(query.evidence)
+    return bool(ranked) and bool(query.credited.get(ranked[0].id, frozenset()) & query.expected)
 
 
 def _fit_fusion(queries: Sequence[TrainingQuery], names: Sequence[str]) -> LinearModel:
