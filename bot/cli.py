@@ -753,6 +753,75 @@ def _parse_filters(pairs) -> dict:
     return filters
 
 
+@cli.command()
+@click.argument("url", required=False)
+@click.option("--messages", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="One message a line, or JSONL: {\"turns\": [...]} scripts, {\"query\": ...} or {\"message\": ...}.")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None, help="Users in a closed loop [default: 1].")
+@click.option("--rate", type=float, default=None, help="Open loop instead: conversations started per second.")
+@click.option("--sweep", default=None, metavar="N,N,...", help="One closed-loop point per concurrency, e.g. 1,4,16,64.")
+@click.option("--duration", type=float, default=20.0, show_default=True, help="Seconds per point (at most 600).")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Turns per point at most (--llm: requests per point).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG of latency against throughput [default with --sweep: .bot/loadtest.png].")
+@click.option("--llm", is_flag=True, help="Load the LLM endpoint alone (endpoints.yml llm.url, else the local demo server).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=128, show_default=True, help="--llm: tokens per completion.")
+@click.option("--allow-remote", is_flag=True, help="Allow a target that is not on this machine.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_context
+@_clean_errors
+def loadtest(ctx, url, messages, concurrency, rate, sweep, duration, count, plot, llm, max_tokens, allow_remote, as_json):
+    """Load-test a running assistant's REST channel (URL, default http://127.0.0.1:5005).
+
+    Each simulated user holds its own conversation; prints turns/s, latency p50 / p95 / p99,
+    errors by kind and the kinds of replies (knowledge level, canned, guard) per point.
+    With --llm, measures the LLM endpoint alone: requests/s, time to first token, tokens/s.
+    """
+    import asyncio
+
+    from bot import loadtest as lt
+
+    settings = load_settings(ctx.obj["root"])
+    points = [int(n) for n in sweep.split(",")] if sweep else [concurrency or 1]
+    scripts = lt.read_scripts(messages) if messages else None
+    echo = (lambda line: None) if as_json else click.echo
+    progress = None if as_json else (lambda line: click.echo(f"  ... {line}", err=True))
+    if llm:
+        from bot.llm.server import LLMServer
+
+        url = url or settings.llm.url or LLMServer.from_settings(settings).url
+        lt.check_target(url, allow_remote=allow_remote)
+        prompts = [s.turns[0] for s in scripts] if scripts else list(lt.DEFAULT_LLM_PROMPTS)
+        reports = []
+        for n in points:
+            report = asyncio.run(lt.llm_load(url, settings.llm.model, prompts, concurrency=n, requests=count or 4 * n,
+                                             max_tokens=max_tokens, api_key=settings.llm.api_key))  # fmt: skip
+            reports.append(report.as_dict())
+            echo(lt.format_llm_point(reports[-1]))
+        if plot or sweep:
+            path = lt.plot_sweep([(r["requests_per_s"], (r["ttft_p50_ms"] or 0) / 1000, (r["ttft_p90_ms"] or 0) / 1000)
+                           for r in reports], plot or settings.data_dir / "loadtest-llm.png",
+                          title=f"{settings.llm.model}: time to first token", throughput="requests/s",
+                          labels=("TTFT p50", "TTFT p90"))  # fmt: skip
+            echo(f"plot: {path}")
+    else:
+        if scripts is None:
+            raise click.UsageError("--messages FILE is required (the messages to send)")
+        url = url or "http://127.0.0.1:5005"
+        lt.check_target(url, allow_remote=allow_remote)
+        reports = []
+        for n in points:
+            load = {"rate": rate} if rate and not sweep else {"concurrency": n}
+            result = asyncio.run(lt.chat_load(url, scripts, duration=duration, max_turns=count, progress=progress, **load))
+            reports.append(result)
+            echo(result.summary())
+        if plot or sweep:
+            path = lt.plot_sweep([(r.as_dict()["turns_per_s"], r.percentile(0.5), r.percentile(0.95)) for r in reports],
+                                 plot or settings.data_dir / "loadtest.png", title=f"{url}: latency against throughput")  # fmt: skip
+            echo(f"plot: {path}")
+        reports = [r.as_dict() for r in reports]
+    if as_json:
+        click.echo(json.dumps(reports if sweep else reports[0], ensure_ascii=False))
+
+
 def main() -> None:
     """Console entry point. SIGTERM exits like Ctrl-C does, so servers this command started
     (``serve-llm``, the local LLM of ``ask``) are stopped on the way out, never orphaned."""
