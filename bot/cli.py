@@ -139,15 +139,31 @@ def search(ctx, query, top_k, filters, collection, as_json):
 @click.option("--fusion", type=click.Choice(["learned", "rrf", "dbsf"]), default=None, help="Override retrieval.fusion.")
 @click.option("--rebuild", is_flag=True, help="Re-embed the knowledge (after changing encoders or chunking).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--answers", is_flag=True, help="Generate the answers (real LLM) and score them against the queries' references; see below.")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=4, show_default=True, help="--answers: questions answered at a time.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="--answers: a seeded sample of N questions.")
+@click.option("--seed", type=int, default=13, show_default=True, help="--answers: the sample's seed.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None, help="--answers: folder for report.html, answers.jsonl, summary.json [default: .bot/answer-eval].")
+@click.option("--judge", is_flag=True, help="--answers: also grade answers with the LLM at endpoints.yml judge.url.")
 @click.pass_context
 @_clean_errors
-def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json):
+def eval_command(ctx, knowledge, queries, fusion, rebuild, as_json, answers, workers, limit, seed, output, judge):
     """Measure retrieval and refusal on labelled queries.
 
     KNOWLEDGE is ingested into a collection of its own (incrementally: a second run embeds
     nothing). Reports hit@1, hit@5, MRR@10 (fused and per route) and the answered and
     refused rates at the configured thresholds.
+
+    With --answers, every question is answered through the real path (the LLM of llm.url, else
+    the local demo server) and scored: answered / declined / refused against what was expected,
+    reference containment and token F1 ("answers" / "answer" in the queries), required facts
+    ("must_include"), citation of an expected item, groundedness, latency and tokens.
     """
+    if answers:
+        from bot.answer_eval.command import run_answer_eval
+
+        return run_answer_eval(ctx.obj["root"], knowledge, queries, as_json=as_json, workers=workers, limit=limit,
+                               seed=seed, output=output, judge=judge, rebuild=rebuild, fusion=fusion)  # fmt: skip
     report = _run_eval(ctx, knowledge, queries, fusion, as_json, rebuild=rebuild)
     metrics = report.as_dict()
     if as_json:

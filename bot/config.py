@@ -309,6 +309,7 @@ class Settings:
     store: StoreSettings = StoreSettings()
     sql: SqlSettings = SqlSettings()
     llm: LLMSettings = LLMSettings()
+    judge: LLMSettings = LLMSettings()  # ``bot eval --answers --judge``: an LLM that grades answers
     generation: GenerationSettings = GenerationSettings()
     local_llm: LocalLLMSettings = LocalLLMSettings()
     traces: TraceSettings = TraceSettings()
@@ -359,6 +360,7 @@ def load_settings(root: Path | None = None) -> Settings:
             store=_store(endpoints.get("knowledge_store") or {}, root),
             sql=_build(SqlSettings, endpoints.get("sql") or {}, "endpoints.yml: sql"),
             llm=_llm(endpoints.get("llm") or {}),
+            judge=_llm(endpoints.get("judge") or {}, "endpoints.yml: judge"),
             generation=_generation(engine.get("generation", {}), root),
             local_llm=_build(
                 LocalLLMSettings,
@@ -385,7 +387,7 @@ def load_settings(root: Path | None = None) -> Settings:
 
 #: The sections of endpoints.yml the engine reads; Rasa's own (action_endpoint, tracker_store, ...)
 #: are Rasa's to expand, so a ``${VAR}`` only Rasa needs (BOT_ACTION_TOKEN) may be unset here.
-ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm", "moderation", "rerank")
+ENGINE_ENDPOINTS = ("knowledge_store", "sql", "llm", "moderation", "rerank", "judge")
 
 
 def _read_yaml(path: Path, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -566,11 +568,11 @@ def _store(values: dict[str, Any], root: Path) -> StoreSettings:
     return settings
 
 
-def _llm(values: dict[str, Any]) -> LLMSettings:
+def _llm(values: dict[str, Any], where: str = "endpoints.yml: llm") -> LLMSettings:
     return _build(
         LLMSettings,
         values,
-        "endpoints.yml: llm",
+        where,
         url=(values.get("url") or "").rstrip("/") or None,
         api_key=values.get("api_key") or None,
     )
