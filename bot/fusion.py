@@ -73,6 +73,8 @@ QUERY_FEATURES = (
     + tuple(f"{route}.best_raw" for route in ROUTES)
     + tuple(f"{route}.top_raw" for route in ROUTES)
     + tuple(f"{route}.margin" for route in ROUTES)
+    + tuple(f"{route}.spread" for route in ROUTES)
+    + ("top.agree", "top.inv_rank")
 )
 #: Training queries with this group are the shipped generic must-refuse questions.
 GENERIC_GROUP = "generic"
@@ -250,15 +252,20 @@ def query_features(
         "margin": float(logits[0] - logits[1]) if len(logits) > 1 else 0.0,
     }
     top = ranked[0].id if ranked else None
-    routes_found = 0
+    routes_found, agree, inv_rank = 0, 0, 0.0
     for route in ROUTES:
         hits = evidence.routes.get(route) or []
         values[f"{route}.best_raw"] = hits[0].score if hits else 0.0
         values[f"{route}.margin"] = hits[0].score - hits[1].score if len(hits) > 1 else 0.0
-        score = next((h.score for h in hits if h.id == top), None)
-        values[f"{route}.top_raw"] = score if score is not None else 0.0
-        routes_found += score is not None
+        values[f"{route}.spread"] = hits[0].score - hits[min(SPREAD_RANK, len(hits)) - 1].score if hits else 0.0
+        rank = next((r for r, h in enumerate(hits, start=1) if h.id == top), None)
+        values[f"{route}.top_raw"] = hits[rank - 1].score if rank else 0.0
+        routes_found += rank is not None
+        agree += rank == 1
+        inv_rank += 1.0 / rank if rank else 0.0
     values["top.routes_found"] = routes_found / len(ROUTES)
+    values["top.agree"] = agree / len(ROUTES)  # routes whose own first is the fused first
+    values["top.inv_rank"] = inv_rank / len(ROUTES)
     values["top.rerank"] = evidence.rerank.get(top, 0.0) if top else 0.0
     missing = [n for n in names if n not in values]
     if missing:
