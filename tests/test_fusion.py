@@ -107,9 +107,11 @@ def calibrated(project, files, before):
     return ok(run(project, "calibrate", "--knowledge", str(knowledge), "--queries", str(train)))
 
 
-def test_before_calibration_eval_says_the_default_ran_and_rrf_follows_the_misleading_side(before):
+def test_before_calibration_eval_says_the_default_ran_and_rrf_follows_the_misleading_side(project, files, before):
     (default_hit, default_fusion), (rrf_hit, rrf_fusion) = before["default"], before["rrf"]
     assert default_fusion.startswith("default") and rrf_fusion == "rrf"
+    out = ok(run(project, "eval", "--knowledge", str(files[0]), "--queries", str(files[2])))
+    assert re.search(r"^fusion: default \(shipped model", out, re.MULTILINE)
     assert rrf_hit <= 0.5  # the question side (weight 3) points at the neighbouring item
 
 
