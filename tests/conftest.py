@@ -88,6 +88,28 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(f"{name}: {text}")
 
 
+#: Test tiers: a test is marked with what it needs, from its fixtures (a test that starts such
+#: a server itself carries the marker by hand). `make test-fast` runs the tests that need none.
+TIERS = {
+    "rasa": ("the trained Rasa model and running Rasa servers", {"rasa_model"}),
+    "llm": ("a real vLLM server (the demo LLM or the reranker)", {"llm_server", "rerank_server"}),
+    "postgres": ("a PostgreSQL server started for the test", {"postgres"}),
+    "browser": ("headless Chromium", {"browser"}),
+}
+
+
+def pytest_configure(config) -> None:
+    for name, (needs, _) in TIERS.items():
+        config.addinivalue_line("markers", f"{name}: needs {needs}")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        for name, (_, fixtures) in TIERS.items():
+            if fixtures & set(item.fixturenames):
+                item.add_marker(name)
+
+
 @pytest.fixture(scope="session")
 def rasa_model() -> Path:
     """The assistant's Rasa model, trained from the repository's config, domain and data if

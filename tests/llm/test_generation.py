@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from bot.decide import Level
 from bot.generate import AnswerDone, TextDelta
 from assistant_project import free_port
@@ -127,6 +129,7 @@ def test_refine_folds_passages_that_do_not_fit_one_prompt(llm_server, engine_on)
     assert answer.text
 
 
+@pytest.mark.llm  # starts a vLLM server of its own, to stop it mid-answer
 def test_llm_stopped_mid_answer_falls_back_to_sources(tmp_path, engine_on):
     server = start_server(tmp_path / "vllm.log")
     try:
