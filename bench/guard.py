@@ -5,8 +5,8 @@ Each message goes the way a turn goes, without an LLM (routing needs none):
 1. NLU (the trained Rasa model, ``--model``): a ``prompt_attack`` or sensitive intent is answered
    by its rule; any other intent but ``ask_knowledge`` / ``nlu_fallback`` gets another canned
    response (a benign question lost there counts as blocked). Skipped with ``--no-nlu``.
-2. patterns: the input and sensitive lexicons (bot/guard/lexicon), then NLU's unsure guess of a
-   sensitive intent (the knowledge action's second line).
+2. patterns: the input and sensitive lexicons (bot/guard/lexicon); then nlu-guess: NLU's unsure
+   guess of a sensitive intent (``nlu_fallback`` whose best intent is one).
 3. moderation: the model of ``endpoints.yml: moderation`` when one is configured.
 4. topic: retrieval on the demo knowledge (ingested into a temporary copy of the project) and
    the best hits' ``topic`` metadata.
@@ -62,8 +62,10 @@ def route(message: dict, parse: dict | None, engine, guard) -> str:
         if intent not in KNOWLEDGE_INTENTS:
             return "nlu-other"
     text = message["text"]
-    if guard.screen_text(text) or (parse is not None and nlu_verdict(parse)):
+    if guard.screen_text(text):
         return "patterns"
+    if parse is not None and nlu_verdict(parse):
+        return "nlu-guess"
     if guard.moderation is not None and engine.run(guard.moderation.check(text)):
         return "moderation"
     retrieval = engine.retrieve(text)
@@ -105,7 +107,7 @@ def main() -> None:
 
 
 def report(counts: dict[tuple[str, str], Counter], *, nlu: bool) -> None:
-    layers = [*(("nlu", "nlu-other") if nlu else ()), "patterns", "moderation", "topic", "llm"]
+    layers = ["nlu", "nlu-other", "patterns", "nlu-guess", "moderation", "topic", "llm"] if nlu else ["patterns", "moderation", "topic", "llm"]
     lines = []
     for (name, half), counter in sorted(counts.items()):
         total = sum(counter.values())
