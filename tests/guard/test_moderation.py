@@ -34,10 +34,13 @@ class ModerationStandIn:
                 raw = json.dumps({"choices": [{"message": {"role": "assistant", "content": standin.reply}}]}).encode()
                 if standin.reply is None:
                     raw = b"<html>oops</html>"
-                self.send_response(standin.status)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                try:
+                    self.send_response(standin.status)
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (the hang case)
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
