@@ -52,6 +52,7 @@ def _build() -> Engine:
         engine.retriever  # encoders and the store
         engine.generator  # prompts and the tokenizer
         engine.sql
+        engine.guard  # its lexicons: a broken one fails the build, with its file named
     except BaseException:
         engine.close()
         raise
