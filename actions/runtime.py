@@ -49,10 +49,10 @@ def last_error() -> str | None:
 def _build() -> Engine:
     engine = Engine(load_settings())
     try:
-        engine.retriever  # encoders and the store
-        engine.generator  # prompts and the tokenizer
-        engine.sql
-        engine.guard  # its lexicons: a broken one fails the build, with its file named
+        # each is built on first use: the encoders and the store, the prompts and the tokenizer,
+        # the database, the guard's lexicons (a broken one fails the build, with its file named)
+        for part in ("retriever", "generator", "sql", "guard"):
+            getattr(engine, part)
     except BaseException:
         engine.close()
         raise

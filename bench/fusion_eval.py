@@ -105,7 +105,7 @@ def build_sets(args) -> dict[str, dict]:
         if not path.exists() or path.read_text("utf-8") != text:
             path.write_text(text, "utf-8")
 
-        def split(records, kind):
+        def split(records, kind, held_ids=held_ids):
             answerable, adjacent = [], []
             for q in records:
                 expected = tuple(q.get("expected") or ())

@@ -80,7 +80,7 @@ def main() -> None:
     from bot.engine import Engine
 
     rows = {name: read_jsonl(REPO / "bench" / "redteam" / f"{name}.jsonl") for name in SETS}
-    for name, items in rows.items():
+    for items in rows.values():
         for index, item in enumerate(items):
             item["half"] = "tuned" if index % 2 == 0 else "held out"
     parses: dict[str, list] = {name: [None] * len(items) for name, items in rows.items()}

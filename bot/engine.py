@@ -26,7 +26,7 @@ from bot.errors import UnknownTurnError
 from bot.feedback import RecentTurns
 from bot.fusion import FusionModels, load_models
 from bot.generate import Answer, AnswerDone, Event, Generator
-from bot.guard import Guard, GuardVerdict
+from bot.guard import Guard
 from bot.ingest.documents import Chunk
 from bot.ingest.manifest import Manifest
 from bot.ingest.pipeline import IngestReport, Ingestor
@@ -257,7 +257,7 @@ class Engine:
                 answer.turn_id = context.turn_id
                 answer.timings = {**timings, **answer.timings, "total": time.perf_counter() - started}
                 self.recent_turns.remember(context.turn_id, context.conversation_id)
-                self.trace(lambda: knowledge_row(context, answer, retrieval, scoped))
+                self.trace(lambda answer=answer: knowledge_row(context, answer, retrieval, scoped))
             yield event
 
     def record_feedback(self, conversation_id: str, turn_id: str | None, rating: int, comment: str | None = None) -> int:

@@ -108,7 +108,7 @@ def calibrated(project, files, before):
 
 
 def test_before_calibration_eval_says_the_default_ran_and_rrf_follows_the_misleading_side(project, files, before):
-    (default_hit, default_fusion), (rrf_hit, rrf_fusion) = before["default"], before["rrf"]
+    (_, default_fusion), (rrf_hit, rrf_fusion) = before["default"], before["rrf"]
     assert default_fusion.startswith("default") and rrf_fusion == "rrf"
     out = ok(run(project, "eval", "--knowledge", str(files[0]), "--queries", str(files[2])))
     assert re.search(r"^fusion: default \(shipped model", out, re.MULTILINE)

@@ -31,7 +31,7 @@ class Guard:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Guard":
         guard = cls(settings)
-        guard.attacks, guard.sensitive, guard.output  # a broken lexicon fails at start, not mid-turn
+        guard.attacks, guard.sensitive, guard.output  # noqa: B018 - a broken lexicon fails at start, not mid-turn
         return guard
 
     @cached_property

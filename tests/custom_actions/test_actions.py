@@ -137,7 +137,7 @@ def test_an_unavailable_engine_is_said_plainly_and_recovers(tmp_path, tmp_path_f
     root = make_project(template, tmp_path / "locked")
     monkeypatch.setenv("BOT_ROOT", str(root))
     holder = Engine(load_settings(root))
-    holder.store  # another owner holds the embedded store
+    holder.store  # noqa: B018 - another owner holds the embedded store
     try:
         [message], events = run(ActionAnswerFromKnowledge(), tracker("How do I pair the smart pen?"))
         assert "unavailable" in message["text"] and events == []

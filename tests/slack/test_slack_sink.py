@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from rasa_sdk import Tracker
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from actions.slack_sink import PLACEHOLDERS, WRITING_MARK, SlackSink, slack_sinks, to_mrkdwn
@@ -111,7 +112,7 @@ async def test_when_the_placeholder_cannot_be_updated_the_answer_is_posted_as_a_
 async def test_when_the_placeholder_cannot_be_posted_the_answer_still_is(slack_api):
     sink = sink_for(slack_api)
     slack_api.fail_next("chat.postMessage", "internal_error", status=500)
-    with pytest.raises(Exception):
+    with pytest.raises(SlackApiError):
         await sink.start("turn-5")  # the action logs it (actions/knowledge.py: _each) and goes on
     await sink.delta("Hold the power button")
     await sink.done({"text": ANSWER, "citations": CITATIONS})

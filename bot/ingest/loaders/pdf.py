@@ -50,7 +50,7 @@ def load_pdf(path: Path, data: bytes, limits: IngestSettings) -> ParsedDocument:
             pages = _read_pages(path, pdf.pages, limits.max_text_chars)
     except (PdfminerException, MalformedPDFException) as exc:
         if isinstance(exc.__context__, (MemoryError, RecursionError)):
-            raise exc.__context__  # pdfplumber wraps what pdfminer raised: say what it was
+            raise exc.__context__ from None  # pdfplumber wraps what pdfminer raised: say what it was
         raise LoaderError(str(path), f"not a readable PDF (corrupt or truncated): {exc}") from exc
     if not any(lines or tables for lines, tables in pages):
         raise LoaderError(
