@@ -15,6 +15,7 @@ from bot.answer_eval.metrics import contains, facts_found, normalize, token_f1, 
 from bot.answer_eval.report import html_report, write_outputs
 from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.llm.prompts import Prompts
 from kb_project import write_project
 
 
@@ -122,6 +123,10 @@ def test_judge_replies_and_a_missing_judge(tmp_path):
     }  # fmt: skip
     assert parse_verdict("verdict： **Incorrect**\nreason: wrong price")["correct"] is False
     assert parse_verdict("The answer looks fine.") is None
+    prompt = Prompts().chat("judge", "en", question="退款多久到账？", references=["1–3 个工作日"],
+                            facts=["1-3 / 1到3"], answer="3 天 [1]")  # fmt: skip
+    assert prompt.template == "judge.en.j2" and "VERDICT: correct" in prompt.messages[0]["content"]
+    assert "1–3 个工作日" in prompt.messages[-1]["content"] and prompt.messages[-1]["content"].endswith("3 天 [1]")
     settings = load_settings(write_project(tmp_path / "p", knowledge=False))
     with pytest.raises(ConfigError, match="no judge configured: add to endpoints.yml"):
         judge_client(settings)
