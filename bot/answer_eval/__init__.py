@@ -59,7 +59,10 @@ def evaluate_answers(
     from bot.evaluate import eval_collection_name
     from bot.llm.server import llm_endpoint
 
-    questions = sample(read_answer_queries(queries), limit, seed=seed)
+    skipped: list[str] = []
+    questions = sample(read_answer_queries(queries, skipped), limit, seed=seed)
+    if skipped:
+        announce(f"left out {len(skipped)} record(s) with an empty query: {', '.join(skipped[:5])}")
     settings = replace(settings, traces=replace(settings.traces, enabled=False))
     grader = judge_client(settings) if judge else None  # a missing judge fails before the slow part
     with llm_endpoint(settings, announce) as url, Engine(

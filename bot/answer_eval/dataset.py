@@ -39,14 +39,20 @@ class AnswerQuery:
         return bool(self.expected or self.references or self.must_include)
 
 
-def read_answer_queries(paths: Iterable[Path]) -> list[AnswerQuery]:
-    """Every question of the files, in order; a malformed line is a ConfigError naming it."""
+def read_answer_queries(paths: Iterable[Path], skipped: list[str] | None = None) -> list[AnswerQuery]:
+    """Every question of the files, in order; a malformed line is a ConfigError naming it. A
+    record whose query is empty (public sets have some) is left out and named in ``skipped``."""
     questions = []
     for path in paths:
         path = Path(path)
         for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-            if line.strip():
-                questions.append(_parse(line, f"{path.name}:{number}", path.stem))
+            if not line.strip():
+                continue
+            question = _parse(line, f"{path.name}:{number}", path.stem)
+            if question.query:
+                questions.append(question)
+            elif skipped is not None:
+                skipped.append(f"{path.name}:{number}")
     if not questions:
         raise ConfigError("no questions in the queries files")
     return questions
@@ -65,7 +71,7 @@ def _parse(line: str, where: str, set_name: str) -> AnswerQuery:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: not JSON ({exc.msg})") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("query"), str) or not record["query"].strip():
+    if not isinstance(record, dict) or not isinstance(record.get("query"), str):
         raise ConfigError(f'{where}: a question needs "query" (text)')
     references = list(_texts(record.get("answers"), where, "answers"))
     if record.get("answer") is not None:

@@ -53,9 +53,12 @@ def test_reading_question_files(tmp_path):
         {"query": "退款多久到账？", "expected": ["faq-zh-017"], "answers": ["1–3 个工作日"], "must_include": [["1-3", "1到3"]]},
         {"query": "Capital of Australia?", "expected": []},
         {"query": "How long is the trial?", "answer": "14 days"},
+        {"query": " ", "expected": ["x"], "answers": ["a public set's empty query"]},
     ]
     path.write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n\n", "utf-8")
-    first, refuse, single = read_answer_queries([path])
+    skipped = []
+    first, refuse, single = read_answer_queries([path], skipped)
+    assert skipped == ["set.jsonl:4"]
     assert first.references == ("1–3 个工作日",) and first.must_include == (("1-3", "1到3"),) and first.answerable
     assert not refuse.answerable and single.references == ("14 days",) and single.set_name == "set"
     assert [q.query for q in sample([first, refuse, single], 2, seed=1)] == [
