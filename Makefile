@@ -4,7 +4,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 VENV := .venv/bin
 
-.PHONY: install llm chat serve test test-fast bench lock
+.PHONY: install llm chat serve test test-fast lint bench lock
 
 # The engine and Rasa (.venv), then the local LLM for CPU-only machines (.venv-llm + demo model).
 # BOT_SKIP_LLM=1 leaves the local LLM out (when endpoints.yml points llm.url at your own server).
@@ -27,6 +27,10 @@ serve:
 
 test:
 	$(VENV)/python -m pytest
+
+# The lint gate CI runs before the tests (rules in pyproject.toml).
+lint:
+	$(VENV)/ruff check .
 
 # The tests that need no Rasa model, LLM server, PostgreSQL or browser (markers set in tests/conftest.py).
 test-fast:

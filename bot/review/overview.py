@@ -31,7 +31,7 @@ def overview_page(sql: SqlEngine, args: Args) -> tuple[str, list[str]]:
     levels = [level for level in LEVELS if stats.level_totals()[level]] or ["answer"]
     guards = [guard for guard in GUARDS if stats.guard_totals()[guard]] or ["passed"]
     charts = [
-        bar_chart(labels, {l: [stats.by_day.get(d, {}).get(l, 0) for d in stats.days] for l in levels},
+        bar_chart(labels, {level: [stats.by_day.get(d, {}).get(level, 0) for d in stats.days] for level in levels},
                   title="Turns per day by level"),
         bar_chart(labels, {g: [stats.guard_by_day.get(d, {}).get(g, 0) for d in stats.days] for g in guards},
                   title="Turns per day by guard decision"),

@@ -144,13 +144,13 @@ def stats_tables(stats: TraceStats) -> str:
     guards = [guard for guard in GUARDS if stats.guard_totals()[guard]]
     header = ["day", *levels, "|", *guards, "|", "up", "down"]
     rows = [
-        [day, *(stats.by_day.get(day, {}).get(l, 0) for l in levels), "|",
+        [day, *(stats.by_day.get(day, {}).get(level, 0) for level in levels), "|",
          *(stats.guard_by_day.get(day, {}).get(g, 0) for g in guards), "|",
          stats.feedback_by_day.get(day, {}).get("up", 0), stats.feedback_by_day.get(day, {}).get("down", 0)]
         for day in stats.days
     ]  # fmt: skip
     totals = stats.level_totals(), stats.guard_totals(), stats.thumbs
-    rows.append(["total", *(totals[0][l] for l in levels), "|", *(totals[1][g] for g in guards), "|",
+    rows.append(["total", *(totals[0][level] for level in levels), "|", *(totals[1][g] for g in guards), "|",
                  totals[2]["up"], totals[2]["down"]])  # fmt: skip
     lines += ["", _table(header, rows)]
     rate = "-" if stats.declined_rate is None else f"{stats.declined_rate:.1%}"
