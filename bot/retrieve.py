@@ -247,20 +247,8 @@ class Retriever:
         route_scores = {
             name: {hit.id: hit.score for hit in hits} for name, hits in result.routes.items()
         }
-        hits = [_hit(hit, rank, route_scores) for rank, hit in enumerate(result.fused, start=1)]
-        if self.settings.one_per_doc:
-            hits = best_per_declared_doc(hits)
-        if self.settings.merge_identical:
-            hits = merge_identical(hits)
-        hits = hits[:limit]
-        rerank_skipped = None
-        if self.reranker is not None and hits:
-            started = time.perf_counter()
-            try:
-                hits = self._rerank(query, hits)
-            except RerankError as exc:  # a served reranker that fails: no rerank, never a failed turn
-                rerank_skipped = str(exc)
-            timings["rerank"] = time.perf_counter() - started
+        hits = self._collapse([_hit(hit, rank, route_scores) for rank, hit in enumerate(result.fused, start=1)], limit)
+        hits, rerank_skipped = self._reranked(query, hits, timings)
         return Retrieval(
             query=query,
             hits=hits[:top_k],
@@ -325,20 +313,11 @@ class Retriever:
             replace(_hit(hit, rank, route_scores, score=_sigmoid(logit)), rerank_score=evidence.rerank.get(hit.id))
             for rank, (hit, logit) in enumerate(zip(ranked, logits), start=1)
         ]
-        if self.settings.one_per_doc:
-            hits = best_per_declared_doc(hits)
-        if self.settings.merge_identical:
-            hits = merge_identical(hits)
-        hits = hits[:limit]
+        hits = self._collapse(hits, limit)
         timings["fusion"] = time.perf_counter() - started
-        skipped = evidence.rerank_skipped
-        if self.reranker is not None and not self.models.uses_rerank and hits:
-            started = time.perf_counter()
-            try:
-                hits = self._rerank(query, hits)
-            except RerankError as exc:  # a served reranker that fails: no rerank, never a failed turn
-                skipped = str(exc)
-            timings["rerank"] = time.perf_counter() - started
+        skipped = evidence.rerank_skipped  # a model fit with rerank scores reranked its evidence
+        if not self.models.uses_rerank:
+            hits, skipped = self._reranked(query, hits, timings)
         return Retrieval(
             query=query,
             hits=hits[:top_k],
@@ -361,6 +340,27 @@ class Retriever:
             if vector:  # a query of stop words only has no lexical route
                 routes += [RouteQuery(r, vector, weights[r]) for r in active if r.endswith("_sparse")]
         return routes
+
+    def _collapse(self, hits: list[Hit], limit: int) -> list[Hit]:
+        """The first ``limit`` of ``hits`` once siblings of one declared doc and identical records are one hit."""
+        if self.settings.one_per_doc:
+            hits = best_per_declared_doc(hits)
+        if self.settings.merge_identical:
+            hits = merge_identical(hits)
+        return hits[:limit]
+
+    def _reranked(self, query: str, hits: list[Hit], timings: dict[str, float]) -> tuple[list[Hit], str | None]:
+        """``hits`` reordered by the reranker when one is configured, and why it was skipped if its
+        server failed (the hits then keep their order: never a failed turn)."""
+        if self.reranker is None or not hits:
+            return hits, None
+        started = time.perf_counter()
+        try:
+            return self._rerank(query, hits), None
+        except RerankError as exc:
+            return hits, str(exc)
+        finally:
+            timings["rerank"] = time.perf_counter() - started
 
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         head, tail = hits[: self.rerank_top_n], hits[self.rerank_top_n :]
