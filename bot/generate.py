@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Union
@@ -31,6 +32,8 @@ from bot.llm.budget import TokenCounter
 from bot.llm.client import LLMClient, StreamStats
 from bot.llm.prompts import ChatPrompt, Prompts
 from bot.retrieve import Hit, Retrieval
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Passage", "Citation", "Answer", "TextDelta", "AnswerDone", "Event", "Generator"]
 
@@ -238,6 +241,15 @@ class Generator:
         )
         skeleton = self.prompts.chat(task, language, passages=[], **variables)
         batches = self.batches(passages, self.counter.count(skeleton.text))
+        if not batches:  # the prompt's instructions and the answer leave no room for a passage
+            log.warning(
+                "generation.max_context_tokens (%d) minus max_answer_tokens (%d) leaves no room for a passage "
+                "after the %s prompt's instructions: showing the sources instead",
+                self.settings.max_context_tokens, self.settings.max_answer_tokens, task,
+            )  # fmt: skip
+            answer.level = Level.SOURCES_ONLY
+            self._sources_only(answer, passages)
+            return
         offered = [p for batch in batches for p in batch]
         answer.sources = [_citation(p) for p in offered]
         cleaner = CitationFilter(p.number for p in offered)
