@@ -830,7 +830,7 @@ def loadtest(ctx, url, messages, concurrency, rate, sweep, duration, count, plot
             reports.append(result)
             echo(result.summary())
         if plot or sweep:
-            path = lt.plot_sweep([(r.as_dict()["turns_per_s"], r.percentile(0.5), r.percentile(0.95)) for r in reports],
+            path = lt.plot_sweep([(r.as_dict()["turns_per_s"], r.percentile(50), r.percentile(95)) for r in reports],
                                  plot or settings.data_dir / "loadtest.png", title=f"{url}: latency against throughput")  # fmt: skip
             echo(f"plot: {path}")
         reports = [r.as_dict() for r in reports]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 import uuid
 from collections import Counter
@@ -35,6 +34,7 @@ from urllib.parse import urlparse
 import httpx
 
 from bot.errors import ConfigError
+from bot.percentile import nearest_rank
 
 __all__ = [
     "Script",
@@ -98,9 +98,9 @@ class LoadReport:
     def answered(self) -> list[TurnResult]:
         return [t for t in self.turns if t.kind != "error"]
 
-    def percentile(self, share: float) -> float | None:
-        """Latency (s) under which ``share`` of the answered turns fall."""
-        return _percentile([t.latency for t in self.answered], share)
+    def percentile(self, percent: int) -> float | None:
+        """Latency (s) under which ``percent`` % of the answered turns fall (nearest rank)."""
+        return nearest_rank([t.latency for t in self.answered], percent)
 
     def as_dict(self) -> dict:
         """The figures as plain data (latencies in milliseconds)."""
@@ -111,9 +111,9 @@ class LoadReport:
             "elapsed_s": round(self.elapsed, 2),
             "turns": len(self.turns),
             "turns_per_s": round(len(answered) / self.elapsed, 2) if self.elapsed else 0.0,
-            "p50_ms": _ms(self.percentile(0.50)),
-            "p95_ms": _ms(self.percentile(0.95)),
-            "p99_ms": _ms(self.percentile(0.99)),
+            "p50_ms": _ms(self.percentile(50)),
+            "p95_ms": _ms(self.percentile(95)),
+            "p99_ms": _ms(self.percentile(99)),
             "errors": dict(Counter(t.error for t in self.turns if t.kind == "error")),
             "kinds": dict(Counter(t.kind for t in answered)),
         }
@@ -310,8 +310,8 @@ class LLMLoadReport:
             "requests": len(self.calls),
             "errors": dict(Counter(c.error for c in self.calls if c.error)),
             "requests_per_s": round(len(done) / self.elapsed, 3) if self.elapsed else 0.0,
-            "ttft_p50_ms": _ms(_percentile([c.ttft for c in done if c.ttft is not None], 0.5)),
-            "ttft_p90_ms": _ms(_percentile([c.ttft for c in done if c.ttft is not None], 0.9)),
+            "ttft_p50_ms": _ms(nearest_rank([c.ttft for c in done if c.ttft is not None], 50)),
+            "ttft_p90_ms": _ms(nearest_rank([c.ttft for c in done if c.ttft is not None], 90)),
             "tokens_per_s": round(tokens / self.elapsed, 1) if self.elapsed else 0.0,
             "tokens_per_s_per_request": round(sum(per_request) / len(per_request), 1) if per_request else 0.0,
         }
@@ -422,14 +422,6 @@ def _check_bounds(duration: float, concurrency: int, rate: float | None) -> None
         raise ConfigError(f"the concurrency must be 1 to {MAX_CONCURRENCY}, got {concurrency}")
     if rate is not None and not 0 < rate <= 1000:
         raise ConfigError(f"the rate must be above 0 and at most 1000 conversations/s, got {rate}")
-
-
-def _percentile(values: Sequence[float], share: float) -> float | None:
-    """The nearest-rank percentile of ``values`` (None when there are none)."""
-    if not values:
-        return None
-    ranked = sorted(values)
-    return ranked[min(len(ranked), max(1, math.ceil(share * len(ranked)))) - 1]
 
 
 def _ms(seconds: float | None) -> float | None:

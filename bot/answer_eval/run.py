@@ -22,6 +22,7 @@ from bot.answer_eval.dataset import AnswerQuery
 from bot.answer_eval.grounded import Evidence, unsupported_claims
 from bot.answer_eval.metrics import contains, facts_found, token_f1
 from bot.errors import BotError
+from bot.percentile import nearest_rank
 
 __all__ = ["QuestionResult", "AnswerReport", "answer_questions", "evidence_of", "OUTCOMES"]
 
@@ -131,7 +132,7 @@ def summarize(results: Sequence[QuestionResult]) -> dict[str, Any]:
         "correct": _rate(sum(bool(r.auto_correct) for r in answered), len(answered)),
         "latency_p50": _percentile(seconds, 50),
         "latency_p95": _percentile(seconds, 95),
-        "first_token_p50": _percentile(sorted(first), 50),
+        "first_token_p50": _percentile(first, 50),
         "prompt_tokens_mean": _mean([r.prompt_tokens for r in results if r.prompt_tokens is not None]),
         "completion_tokens_mean": _mean([r.completion_tokens for r in results if r.completion_tokens is not None]),
         "judged": len(judged) if judged else None,
@@ -234,9 +235,6 @@ def _mean(values: list) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
-def _percentile(ordered: list[float], percent: int) -> float | None:
-    """The nearest-rank percentile of sorted values (None for none)."""
-    if not ordered:
-        return None
-    index = max(0, min(len(ordered) - 1, -(-percent * len(ordered) // 100) - 1))
-    return round(ordered[index], 3)
+def _percentile(values: list[float], percent: int) -> float | None:
+    value = nearest_rank(values, percent)
+    return None if value is None else round(value, 3)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine as SqlEngine
 
 from bot.db.schema import feedback, turns
+from bot.percentile import nearest_rank
 from bot.traces.timespec import local_time
 
 __all__ = ["TraceStats", "trace_stats", "stats_tables", "LEVELS", "GUARDS", "STAGES"]
@@ -189,9 +190,7 @@ def _question_key(question: str) -> str:
 
 
 def _percentile(values: list[float], percent: int) -> float:
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, -(-percent * len(ordered) // 100) - 1))
-    return round(ordered[index], 1)
+    return round(nearest_rank(values, percent), 1)
 
 
 def _naive_utc(moment: datetime) -> datetime:
