@@ -225,10 +225,10 @@ class _Run:
 
 
 async def _user(client: httpx.AsyncClient, webhook: str, scripts: Sequence[Script], index: int, state: _Run) -> None:
-    number = index
+    number = index  # users start from different scripts, then each walks them in order
     while state.more():
         await _conversation(client, webhook, scripts[number % len(scripts)], state)
-        number += MAX_CONCURRENCY  # users walk the scripts from different places
+        number += 1
 
 
 async def _arrivals(client: httpx.AsyncClient, webhook: str, scripts: Sequence[Script], rate: float, state: _Run) -> None:

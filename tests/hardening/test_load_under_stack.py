@@ -14,7 +14,7 @@ from bot.loadtest import chat_load, read_scripts
 
 MESSAGES = [
     "你好",  # canned greeting
-    "How do I turn on two-factor authentication?",  # a knowledge question
+    "How do I turn on two-factor authentication?",  # account security: the guard's canned answer
     '{"turns": ["免费版有哪些限制？", "那付费版呢？"]}',  # a two-turn conversation
 ]
 
@@ -36,7 +36,7 @@ def test_a_closed_loop_counts_turns_latencies_and_reply_kinds(stack, tmp_path):
 
 def test_the_command_sweeps_prints_json_and_draws_the_plot(stack, tmp_path):
     path = tmp_path / "messages.txt"
-    path.write_text("你好\nHow do I turn on two-factor authentication?\n", "utf-8")
+    path.write_text("你好\nHow do I pair the smart pen with my phone?\n", "utf-8")
     plot = tmp_path / "sweep.png"
     result = CliRunner().invoke(
         cli,
@@ -47,6 +47,8 @@ def test_the_command_sweeps_prints_json_and_draws_the_plot(stack, tmp_path):
     points = json.loads(result.output.strip().splitlines()[-1])
     assert [p["load"] for p in points] == [1.0, 2.0]
     assert all(p["turns"] >= 6 and not p["errors"] for p in points), points
+    # one user walks every script, not only its first
+    assert all("canned" in p["kinds"] and any(k.startswith("knowledge:") for k in p["kinds"]) for p in points), points
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
